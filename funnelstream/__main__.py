@@ -1,0 +1,3 @@
+from funnelstream.cli import main
+
+main()

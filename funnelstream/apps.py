@@ -1,0 +1,91 @@
+"""ASGI apps: the public collection edge, the admin API, and both on one port for `dev`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from funnelstream import __version__
+from services.admin.api import admin_router
+from services.ingest.api import IngestError, IngestState, ingest_error_handler, tracking_router
+from services.ingest.repository import SourceCache
+from shared.db import make_engine, make_sessionmaker
+from shared.health import broker_check, database_check, health_router
+from shared.kafka import Topics, make_producer
+from shared.settings import AdminSettings, IngestSettings, Settings
+
+
+async def http_error(_request: Request, exc: Exception) -> JSONResponse:
+    if not isinstance(exc, StarletteHTTPException):
+        raise exc
+    return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    """400 naming the first bad field, instead of FastAPI's 422 list."""
+    if not isinstance(exc, RequestValidationError):
+        raise exc
+    first: dict[str, Any] = exc.errors()[0]
+    loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
+    field = ".".join(loc) or None
+    message = str(first.get("msg", "invalid input")).removeprefix("Value error, ")
+    return JSONResponse({"error": f"{field}: {message}" if field else message, "field": field}, status_code=400)
+
+
+def create_app(*, ingest: IngestSettings | None = None, admin: AdminSettings | None = None) -> FastAPI:
+    """One app serving the parts given settings for; resources are opened in its lifespan."""
+    base: Settings | None = ingest or admin
+    if base is None:
+        raise ValueError("create_app needs ingest or admin settings")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(base.database_url)
+        producer = make_producer(base)
+        await producer.start()
+        sessionmaker = make_sessionmaker(engine)
+        app.state.sessionmaker = sessionmaker
+        if admin is not None:
+            app.state.admin_token = admin.admin_token.get_secret_value()
+        if ingest is not None:
+            app.state.ingest = IngestState(
+                ingest, producer, SourceCache(sessionmaker, ingest.write_key_cache_seconds), Topics(ingest.topic_prefix)
+            )
+        app.state.checks = {"database": database_check(engine), "broker": broker_check(producer)}
+        try:
+            yield
+        finally:
+            await producer.stop()
+            await engine.dispose()
+
+    parts = [name for name, s in (("collection edge", ingest), ("admin API", admin)) if s is not None]
+    app = FastAPI(
+        title="FunnelStream",
+        version=__version__,
+        description="FunnelStream " + " and ".join(parts) + ".",
+        lifespan=lifespan,
+    )
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(IngestError, ingest_error_handler)
+    app.include_router(health_router(lambda: getattr(app.state, "checks", {})))
+    if ingest is not None:
+        app.include_router(tracking_router())
+    if admin is not None:
+        app.include_router(admin_router())
+
+        @app.get("/", include_in_schema=False)
+        async def home() -> HTMLResponse:
+            return HTMLResponse(
+                "<!doctype html><title>FunnelStream</title><h1>FunnelStream</h1>"
+                '<ul><li><a href="/docs">API documentation</a></li>'
+                '<li><a href="/readyz">readiness</a></li><li><a href="/metrics">metrics</a></li></ul>'
+            )
+
+    return app

@@ -1,0 +1,225 @@
+"""The `funnelstream` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic_settings import BaseSettings
+
+from shared.logs import setup_logging
+from shared.settings import (
+    AdminSettings,
+    DevSettings,
+    IngestSettings,
+    Settings,
+    SettingsError,
+    load_settings,
+)
+
+app = typer.Typer(
+    help="FunnelStream: event-streaming marketing automation. Settings come from FUNNELSTREAM_* variables.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+dlq_app = typer.Typer(help="Inspect and replay the dead-letter topic.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+
+S = TypeVar("S", bound=BaseSettings)
+
+HostOpt = Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0 for every interface).")]
+PortOpt = Annotated[int, typer.Option(help="TCP port to listen on.")]
+
+
+def settings_or_exit(cls: type[S], **overrides: Any) -> S:
+    """Settings, or one clear line naming the bad setting and exit code 2."""
+    try:
+        return load_settings(cls, **overrides)
+    except SettingsError as exc:
+        typer.echo(f"funnelstream: invalid settings: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _log(service: str, settings: Settings | None = None) -> None:
+    level = settings.log_level if settings else os.environ.get("FUNNELSTREAM_LOG_LEVEL", "INFO")
+    setup_logging(service, level)
+
+
+@app.command()
+def dev(
+    port: PortOpt = 8000,
+    host: HostOpt = "127.0.0.1",
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Folder for the embedded database and secrets [default: ./.funnelstream]")
+    ] = None,
+) -> None:
+    """Run everything on one port: embedded PostgreSQL and broker, tracking API, admin API, consumers.
+
+    With FUNNELSTREAM_DATABASE_URL / FUNNELSTREAM_KAFKA_BOOTSTRAP_SERVERS set, those are used instead.
+    """
+    from funnelstream.dev import Dev
+
+    overrides = {"data_dir": data_dir} if data_dir else {}
+    settings = settings_or_exit(DevSettings, **overrides)
+    _log("dev")
+    asyncio.run(Dev(settings, host, port).run())
+
+
+@app.command()
+def ingest(
+    port: PortOpt = 8000,
+    host: HostOpt = "127.0.0.1",
+    workers: Annotated[int | None, typer.Option(help="Worker processes [default: FUNNELSTREAM_INGEST_WORKERS]")] = None,
+) -> None:
+    """Run the public collection edge: tracking API, pixels and webhooks."""
+    from funnelstream.apps import create_app
+    from funnelstream.runtime import run_http
+
+    settings = settings_or_exit(IngestSettings)
+    _log("ingest", settings)
+    count = workers or settings.ingest_workers
+    if count > 1:
+        import uvicorn
+
+        uvicorn.run(
+            "funnelstream.runtime:ingest_app_factory",
+            factory=True,
+            host=host,
+            port=port,
+            workers=count,
+            log_config=None,
+            access_log=False,
+        )
+        return
+    asyncio.run(run_http(create_app(ingest=settings), host, port))
+
+
+@app.command()
+def api(port: PortOpt = 8000, host: HostOpt = "127.0.0.1") -> None:
+    """Run the admin API and dashboard."""
+    from funnelstream.apps import create_app
+    from funnelstream.runtime import run_http
+
+    settings = settings_or_exit(AdminSettings)
+    _log("api", settings)
+    asyncio.run(run_http(create_app(admin=settings), host, port))
+
+
+def _consumer(name: str) -> None:
+    from funnelstream.runtime import CONSUMERS, run_consumer
+
+    settings = settings_or_exit(CONSUMERS[name][0])
+    _log(name, settings)
+    asyncio.run(run_consumer(name, settings))
+
+
+@app.command()
+def scoring() -> None:
+    """Run one scoring consumer; N copies share the consumer group. Health on FUNNELSTREAM_HEALTH_PORT."""
+    _consumer("scoring")
+
+
+@app.command()
+def nurture() -> None:
+    """Run one nurture consumer; N copies share the consumer group. Health on FUNNELSTREAM_HEALTH_PORT."""
+    _consumer("nurture")
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations (safe to run again; concurrent runs wait for each other)."""
+    from funnelstream.migrate import upgrade
+
+    database_url = os.environ.get("FUNNELSTREAM_DATABASE_URL")
+    if not database_url:
+        typer.echo("funnelstream: invalid settings: FUNNELSTREAM_DATABASE_URL: is not set", err=True)
+        raise typer.Exit(2)
+    _log("migrate")
+    upgrade(database_url)
+    typer.echo("database schema is up to date")
+
+
+@app.command()
+def topics(
+    check: Annotated[bool, typer.Option("--check", help="Only check; exit 1 if a topic is missing.")] = False,
+) -> None:
+    """Create missing topics with FUNNELSTREAM_PARTITIONS partitions, or check them; prints partition counts."""
+    from shared.kafka import Topics, ensure_topics
+
+    settings = _broker_settings()
+    _log("topics", settings)
+    wanted = Topics(settings.topic_prefix).all()
+    if check:
+        counts = asyncio.run(_describe_topics(settings, wanted))
+    else:
+        counts = asyncio.run(ensure_topics(settings))
+    missing = [t for t in wanted if t not in counts]
+    for topic in wanted:
+        typer.echo(f"{topic}\t{counts.get(topic, 'missing')}")
+    if missing:
+        raise typer.Exit(1)
+
+
+async def _describe_topics(settings: Settings, names: list[str]) -> dict[str, int]:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        present = [n for n in names if n in existing]
+        described = await admin.describe_topics(present) if present else []
+        return {d["topic"]: len(d["partitions"]) for d in described}
+    finally:
+        await admin.close()
+
+
+def _broker_settings() -> Settings:
+    # Topic and DLQ commands need only the broker; the database URL may be absent.
+    return settings_or_exit(Settings, database_url=os.environ.get("FUNNELSTREAM_DATABASE_URL", "postgresql://unused"))
+
+
+@dlq_app.command("list")
+def dlq_list(limit: Annotated[int, typer.Option(help="At most this many messages.")] = 100) -> None:
+    """Print dead-lettered messages as JSON lines, oldest first, with the reason each was set aside."""
+    from funnelstream.dlq import list_dead_letters
+
+    settings = _broker_settings()
+    _log("dlq", settings)
+    for item in asyncio.run(list_dead_letters(settings, limit)):
+        typer.echo(json.dumps(item))
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    limit: Annotated[int | None, typer.Option(help="At most this many messages.")] = None,
+    reason_contains: Annotated[str | None, typer.Option(help="Only messages whose reason contains this.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be replayed.")] = False,
+) -> None:
+    """Publish dead letters back to their original topic, each once; consumers skip already-applied events."""
+    from funnelstream.dlq import replay_dead_letters
+
+    settings = _broker_settings()
+    _log("dlq", settings)
+    items = asyncio.run(replay_dead_letters(settings, limit, reason_contains, dry_run))
+    for item in items:
+        typer.echo(json.dumps(item))
+    verb = "would replay" if dry_run else "replayed"
+    typer.echo(f"{verb} {len(items)} message(s)", err=True)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""Running services: HTTP servers and consumer processes, with signals that only set a flag."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+
+from funnelstream.apps import create_app
+from services.nurture.handlers import NurtureHandler
+from services.scoring.handlers import ScoringHandler
+from shared.db import make_engine, make_sessionmaker
+from shared.health import broker_check, database_check, health_router
+from shared.kafka import Topics, make_producer
+from shared.runner import ConsumerRunner, Handler
+from shared.settings import AdminSettings, IngestSettings, NurtureSettings, ScoringSettings, Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+
+class Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the process decides the shutdown order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+    @property
+    def port(self) -> int:
+        for server in self.servers:
+            for sock in server.sockets:
+                port: int = sock.getsockname()[1]
+                return port
+        return self.config.port
+
+
+def make_server(app: FastAPI, host: str, port: int) -> Server:
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")
+    return Server(config)
+
+
+async def start_server(server: Server) -> asyncio.Task[None]:
+    """Start serving and return once the socket listens (or raise if start-up failed)."""
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("HTTP server stopped during start-up")
+        await asyncio.sleep(0.02)
+    return task
+
+
+def stop_on_signals(stop: asyncio.Event) -> None:
+    """SIGINT and SIGTERM only set `stop`; whoever waits on it shuts down in order."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+def scoring_handler(settings: Settings) -> ScoringHandler:
+    return ScoringHandler(Topics(settings.topic_prefix))
+
+
+def nurture_handler(_settings: Settings) -> NurtureHandler:
+    return NurtureHandler()
+
+
+CONSUMERS: dict[str, tuple[type[Settings], Callable[[Settings], Handler[Any]]]] = {
+    "scoring": (ScoringSettings, scoring_handler),
+    "nurture": (NurtureSettings, nurture_handler),
+}
+
+
+async def run_consumer(name: str, settings: Settings, host: str = "0.0.0.0") -> None:  # noqa: S104
+    """One consumer process: the runner plus /healthz, /readyz and /metrics on HEALTH_PORT."""
+    _, make_handler = CONSUMERS[name]
+    engine = make_engine(settings.database_url, pool_size=4)
+    producer = make_producer(settings)
+    await producer.start()
+    runner = ConsumerRunner(settings, make_handler(settings), make_sessionmaker(engine), producer)
+    checks = {"database": database_check(engine), "broker": broker_check(producer)}
+    health = FastAPI(title=f"FunnelStream {name} health")
+    health.include_router(health_router(lambda: checks))
+    server = make_server(health, host, settings.health_port)
+    stop = asyncio.Event()
+    stop_on_signals(stop)
+    server_task = await start_server(server)
+    log.info("%s health, readiness and metrics on http://%s:%d", name, host, server.port)
+    runner_task = asyncio.create_task(runner.run())
+    try:
+        await _first(stop.wait(), runner_task)
+        runner.request_stop(drain=False)
+        await runner_task
+    finally:
+        server.should_exit = True
+        await server_task
+        await producer.stop()
+        await engine.dispose()
+
+
+async def run_http(app: FastAPI, host: str, port: int) -> None:
+    """One HTTP process until SIGINT/SIGTERM; uvicorn stops accepting, then finishes open requests."""
+    server = make_server(app, host, port)
+    stop = asyncio.Event()
+    stop_on_signals(stop)
+    task = await start_server(server)
+    log.info("listening on http://%s:%d", host, server.port)
+    await _first(stop.wait(), task)
+    server.should_exit = True
+    await task
+
+
+def ingest_app_factory() -> FastAPI:
+    """For `uvicorn --factory` with several workers: each worker builds its app from the environment."""
+    return create_app(ingest=load_settings(IngestSettings))
+
+
+def admin_app_factory() -> FastAPI:
+    return create_app(admin=load_settings(AdminSettings))
+
+
+async def _first(*aws: Awaitable[Any]) -> None:
+    tasks = [a if isinstance(a, asyncio.Task) else asyncio.ensure_future(a) for a in aws]
+    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        if task not in aws:
+            task.cancel()
+    for task in done:
+        if task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]

@@ -1,0 +1,1 @@
+"""FunnelStream's services: one package per process kind."""

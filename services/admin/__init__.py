@@ -1,0 +1,1 @@
+"""Admin API: sources, leads, and (later) rules, sequences, templates and reports."""

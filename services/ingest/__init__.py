@@ -1,0 +1,1 @@
+"""Ingest: the public collection edge (Segment-compatible tracking API)."""

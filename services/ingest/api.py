@@ -1,0 +1,227 @@
+"""HTTP routes of the collection edge: the Segment HTTP Tracking API."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import uuid
+import zlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from services.ingest.repository import SourceCache
+from services.ingest.schemas import Accepted, BatchRequest, ErrorBody, SegmentMessage
+from services.ingest.service import build_event
+from shared.deadletter import DeadLetter, send_dead_letters
+from shared.events import EventType, TrackedEvent
+from shared.kafka import Topics
+from shared.metrics import EVENTS_PUBLISHED, PUBLISH_FAILURES
+from shared.settings import IngestSettings
+
+log = logging.getLogger(__name__)
+
+MAX_EVENT_BYTES = 32 * 1024
+MAX_BATCH_BYTES = 500 * 1024
+EVENT_TYPES: tuple[EventType, ...] = ("identify", "track", "page", "screen", "group", "alias")
+
+
+class IngestError(Exception):
+    """A request ingest refuses; rendered as `{"success": false, "error": ..., "field": ...}`."""
+
+    def __init__(self, status: int, error: str, field: str | None = None, headers: dict[str, str] | None = None):
+        super().__init__(error)
+        self.status, self.error, self.field, self.headers = status, error, field, headers
+
+
+async def ingest_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+    if not isinstance(exc, IngestError):
+        raise exc
+    body = ErrorBody(error=exc.error, field=exc.field).model_dump(exclude_none=True)
+    return JSONResponse(body, status_code=exc.status, headers=exc.headers)
+
+
+@dataclass
+class IngestState:
+    settings: IngestSettings
+    producer: AIOKafkaProducer
+    sources: SourceCache
+    topics: Topics
+
+
+def get_state(request: Request) -> IngestState:
+    state: IngestState = request.app.state.ingest
+    return state
+
+
+StateDep = Annotated[IngestState, Depends(get_state)]
+
+
+async def read_json(request: Request, limit: int) -> dict[str, Any]:
+    """The request body as a JSON object, gunzipped if sent so, refused past `limit` bytes decompressed."""
+    raw = await request.body()
+    if request.headers.get("content-encoding", "").lower() == "gzip":
+        inflater = zlib.decompressobj(wbits=31)
+        try:
+            raw = inflater.decompress(raw, limit + 1)
+        except zlib.error:
+            raise IngestError(400, "body is not valid gzip") from None
+    if len(raw) > limit:
+        raise IngestError(400, f"body exceeds {limit // 1024} KB")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise IngestError(400, "body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise IngestError(400, "body must be a JSON object")
+    return data
+
+
+def write_key_from(request: Request, body: dict[str, Any]) -> str:
+    """HTTP Basic with the write key as user name (Segment's libraries), else `writeKey` in the body."""
+    header = request.headers.get("authorization", "")
+    if header[:6].lower() == "basic ":
+        try:
+            user = base64.b64decode(header[6:], validate=True).decode().partition(":")[0]
+        except (binascii.Error, UnicodeDecodeError):
+            raise IngestError(401, "malformed Basic authorization header") from None
+        if user:
+            return user
+    key = body.get("writeKey")
+    if isinstance(key, str) and key:
+        return key
+    raise IngestError(401, "missing write key (HTTP Basic user name or writeKey)", "writeKey")
+
+
+async def authenticate(state: IngestState, request: Request, body: dict[str, Any]) -> uuid.UUID:
+    source_id = await state.sources.source_for(write_key_from(request, body))
+    if source_id is None:
+        raise IngestError(401, "unknown or revoked write key", "writeKey")
+    return source_id
+
+
+def parse_message(data: dict[str, Any], event_type: EventType, where: str = "") -> SegmentMessage:
+    try:
+        return SegmentMessage.model_validate({**data, "type": event_type})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        msg = first["msg"].removeprefix("Value error, ")
+        raise IngestError(400, f"{where}{field + ': ' if field else ''}{msg}", where + field or None) from None
+
+
+async def publish(state: IngestState, events: list[TrackedEvent], endpoint: str) -> None:
+    """Send and wait for the broker's acknowledgement of every event, or answer 503 after the deadline."""
+
+    async def send_all() -> None:
+        futures = [
+            await state.producer.send(state.topics.events, key=e.lead_key.encode(), value=e.to_bytes()) for e in events
+        ]
+        await asyncio.gather(*futures)
+
+    try:
+        await asyncio.wait_for(send_all(), timeout=state.settings.produce_timeout_seconds)
+    except Exception as exc:  # noqa: BLE001 - any failure means "not in Kafka": the client must retry
+        PUBLISH_FAILURES.labels(endpoint).inc(len(events))
+        log.warning("publish of %d events failed: %s: %s", len(events), type(exc).__name__, exc)
+        raise IngestError(503, "event store unavailable, retry later", headers={"Retry-After": "5"}) from None
+    for e in events:
+        EVENTS_PUBLISHED.labels(e.type).inc()
+
+
+def _schema(model: type[Any]) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
+
+
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "Invalid input; `field` names it"},
+    401: {"model": ErrorBody, "description": "Missing, unknown or revoked write key"},
+    503: {"model": ErrorBody, "description": "The broker did not acknowledge in time; retry"},
+}
+
+
+def tracking_router() -> APIRouter:
+    router = APIRouter(tags=["tracking"])
+
+    def add_single(event_type: EventType) -> None:
+        async def endpoint(request: Request, state: StateDep) -> Accepted:
+            received_at = datetime.now(UTC)
+            data = await read_json(request, MAX_EVENT_BYTES)
+            source_id = await authenticate(state, request, data)
+            message = parse_message(data, event_type)
+            event = build_event(message, event_type, source_id, received_at, None)
+            await publish(state, [event], event_type)
+            return Accepted()
+
+        router.add_api_route(
+            f"/v1/{event_type}",
+            endpoint,
+            methods=["POST"],
+            response_model=Accepted,
+            response_model_exclude_none=True,
+            responses=RESPONSES,
+            openapi_extra=_schema(SegmentMessage),
+            summary=f"Segment {event_type} call",
+            name=f"v1_{event_type}",
+        )
+
+    for event_type in EVENT_TYPES:
+        add_single(event_type)
+
+    @router.post(
+        "/v1/batch",
+        response_model=Accepted,
+        response_model_exclude_none=True,
+        responses=RESPONSES,
+        openapi_extra=_schema(BatchRequest),
+        summary="Segment batch call; invalid messages are dead-lettered, the rest accepted",
+    )
+    async def batch(request: Request, state: StateDep) -> Accepted:
+        received_at = datetime.now(UTC)
+        data = await read_json(request, MAX_BATCH_BYTES)
+        source_id = await authenticate(state, request, data)
+        try:
+            envelope = BatchRequest.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise IngestError(400, first["msg"], ".".join(str(p) for p in first["loc"])) from None
+        events: list[TrackedEvent] = []
+        rejected: list[DeadLetter] = []
+        indexes: list[int] = []
+        for index, item in enumerate(envelope.batch):
+            try:
+                event_type = item.get("type")
+                if event_type not in EVENT_TYPES:
+                    raise IngestError(400, f"batch.{index}.type: must be one of {', '.join(EVENT_TYPES)}")
+                if len(orjson.dumps(item)) > MAX_EVENT_BYTES:
+                    raise IngestError(400, f"batch.{index}: event exceeds {MAX_EVENT_BYTES // 1024} KB")
+                merged = {**item, "context": {**envelope.context, **(item.get("context") or {})}}
+                message = parse_message(merged, event_type, where=f"batch.{index}.")
+                events.append(build_event(message, event_type, source_id, received_at, envelope.sentAt))
+            except IngestError as exc:
+                indexes.append(index)
+                rejected.append(
+                    DeadLetter(key=None, value=orjson.dumps(item), reason=exc.error, original_topic=state.topics.events)
+                )
+        await publish(state, events, "batch")
+        if rejected:
+            try:
+                await asyncio.wait_for(
+                    send_dead_letters(state.producer, state.topics.dead_letter, "ingest", rejected),
+                    timeout=state.settings.produce_timeout_seconds,
+                )
+            except Exception as exc:  # noqa: BLE001 - the client must know these were not kept either
+                raise IngestError(
+                    503, f"could not record rejected events: {exc}", headers={"Retry-After": "5"}
+                ) from None
+        return Accepted(rejected=indexes or None)
+
+    return router

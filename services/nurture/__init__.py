@@ -1,0 +1,1 @@
+"""Nurture: reacts to lead changes with sequences, emails and audiences."""

@@ -1,0 +1,1 @@
+"""Scoring: consumes tracked events, keeps each lead's score and stage, emits lead changes."""

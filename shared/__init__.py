@@ -1,0 +1,1 @@
+"""What every FunnelStream service shares: settings, event models, Kafka and database plumbing."""

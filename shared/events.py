@@ -1,0 +1,120 @@
+"""Versioned event models for every topic, shared by producers and consumers.
+
+Compatibility rule: a consumer accepts the current `schema_version` of a model and the one before it.
+Adding an optional field keeps the version; removing or changing a field bumps it, and the previous
+version is upcast in `decode()` until every producer has moved on.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, ClassVar, Literal, TypeVar
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+# Namespace for ids derived from the sender's own ids, so that a retried message maps to the same id.
+EVENT_NAMESPACE = uuid.UUID("5b0e6f1c-3f52-4c59-9a54-4f1d2a8e6c11")
+
+EventType = Literal["track", "identify", "page", "screen", "group", "alias"]
+
+
+class InvalidMessage(Exception):
+    """A message that can never be processed; it goes to the dead-letter topic with this reason."""
+
+
+class EventModel(BaseModel):
+    """Base of every message on a FunnelStream topic."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    topic: ClassVar[str]
+    schema_version: int
+    event_id: uuid.UUID
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json"))
+
+
+class TrackedEvent(EventModel):
+    """One Segment-style call (track, identify, page, ...) accepted by ingest. Topic `events`."""
+
+    topic: ClassVar[str] = "events"
+    schema_version: Literal[1] = 1
+    source_id: uuid.UUID
+    message_id: str
+    type: EventType
+    event: str | None = None
+    name: str | None = None
+    user_id: str | None = None
+    anonymous_id: str | None = None
+    previous_id: str | None = None
+    group_id: str | None = None
+    traits: dict[str, Any] = Field(default_factory=dict)
+    properties: dict[str, Any] = Field(default_factory=dict)
+    context: dict[str, Any] = Field(default_factory=dict)
+    timestamp: datetime
+    received_at: datetime
+    sent_at: datetime | None = None
+
+    @property
+    def lead_key(self) -> str:
+        """The partition key: one lead's events stay on one partition, in order."""
+        return self.user_id or self.anonymous_id or self.message_id
+
+
+class LeadChanged(EventModel):
+    """A lead's score or stage changed. Topic `lead-changes`, emitted by scoring."""
+
+    topic: ClassVar[str] = "lead-changes"
+    schema_version: Literal[1] = 1
+    lead_id: uuid.UUID
+    user_id: str | None = None
+    score: Decimal
+    stage: str
+    previous_stage: str | None = None
+    cause_event_id: uuid.UUID
+    occurred_at: datetime
+
+
+M = TypeVar("M", bound=EventModel)
+
+
+def decode(model: type[M], raw: bytes | None) -> M:
+    """Parse one message of `model`'s topic; raise InvalidMessage naming what is wrong."""
+    if raw is None:
+        raise InvalidMessage("empty message value")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidMessage(f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidMessage("message is not a JSON object")
+    version = data.get("schema_version")
+    current = model.model_fields["schema_version"].default
+    if version not in (current, current - 1):
+        raise InvalidMessage(
+            f"unsupported schema_version {version!r} for {model.topic} (accepts {current - 1}, {current})"
+        )
+    data = _UPCASTERS.get((model.topic, version), _identity)(data)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "message"
+        raise InvalidMessage(f"{where}: {first['msg']}") from None
+
+
+def _identity(data: dict[str, Any]) -> dict[str, Any]:
+    return data
+
+
+# (topic, old version) -> function lifting a message of that version to the current one.
+_UPCASTERS: dict[tuple[str, int], Any] = {}
+
+
+def derived_id(*parts: object) -> uuid.UUID:
+    """A stable id derived from other ids, so that reprocessing yields the same id."""
+    return uuid.uuid5(EVENT_NAMESPACE, "\x1f".join(str(p) for p in parts))

@@ -1,0 +1,132 @@
+"""Settings, read from FUNNELSTREAM_* environment variables, one frozen class per service."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "FUNNELSTREAM_"
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names it in one line."""
+
+
+class Settings(BaseSettings):
+    """What every process needs: where the database and the broker are, and how topics are named."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+
+    database_url: str = Field(description="PostgreSQL URL, e.g. postgresql://user:pass@host/db")
+    kafka_bootstrap_servers: str = Field(description="Comma-separated host:port list of Kafka brokers")
+    kafka_idempotence: bool = Field(
+        default=True,
+        description="Idempotent producer; on for real Kafka, off for the embedded broker (it refuses it)",
+    )
+    topic_prefix: str = Field(default="funnelstream.", pattern=r"^[A-Za-z0-9._-]*$")
+    partitions: int = Field(default=12, ge=1, le=10_000, description="Partitions per topic when created")
+    health_port: int = Field(
+        default=0, ge=0, le=65535, description="Health/metrics port of consumers; 0 picks a free port"
+    )
+    kafka_session_timeout_ms: int = Field(
+        default=10_000, ge=1000, le=300_000, description="Consumer group session timeout; also bounds join time"
+    )
+    consumer_batch_size: int = Field(default=500, ge=1, le=100_000)
+    consumer_poll_ms: int = Field(default=100, ge=1, le=60_000)
+    log_level: str = Field(default="INFO", pattern=r"^(?i)(DEBUG|INFO|WARNING|ERROR)$")
+
+    @property
+    def asyncpg_url(self) -> str:
+        """The database URL in the form SQLAlchemy's asyncpg dialect wants."""
+        return to_asyncpg_url(self.database_url)
+
+
+class IngestSettings(Settings):
+    """The public collection edge."""
+
+    secret_key: SecretStr = Field(description="Signs tracking, unsubscribe and form tokens")
+    ingest_workers: int = Field(default=1, ge=1, le=256)
+    produce_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    write_key_cache_seconds: float = Field(default=10.0, ge=0, le=3600, description="How long a revoked key may work")
+
+
+class AdminSettings(Settings):
+    """The admin API and dashboard."""
+
+    admin_token: SecretStr = Field(description="Bearer token for every /api route")
+    secret_key: SecretStr
+
+
+class ScoringSettings(Settings):
+    """The scoring consumer."""
+
+
+class NurtureSettings(Settings):
+    """The nurture consumer and scheduler."""
+
+    secret_key: SecretStr
+    smtp_host: str = "localhost"
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    mail_from: str = "FunnelStream <noreply@localhost>"
+
+
+class DevSettings(BaseSettings):
+    """What only `funnelstream dev` reads; the rest comes from the service classes above."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+
+    data_dir: Path = Path(".funnelstream")
+    database_url: str | None = None
+    kafka_bootstrap_servers: str | None = None
+    admin_token: SecretStr | None = None
+    secret_key: SecretStr | None = None
+
+
+ALL_SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
+    Settings,
+    IngestSettings,
+    AdminSettings,
+    ScoringSettings,
+    NurtureSettings,
+    DevSettings,
+)
+
+
+def setting_env_names() -> set[str]:
+    """Every environment variable name that some settings class reads."""
+    return {ENV_PREFIX + name.upper() for cls in ALL_SETTINGS_CLASSES for name in cls.model_fields}
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def load_settings(cls: type[S], **overrides: Any) -> S:
+    """Build a settings object, turning validation errors into one line per bad setting."""
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = ENV_PREFIX + "_".join(str(part) for part in err["loc"]).upper()
+            msg = "is not set" if err["type"] == "missing" else err["msg"]
+            lines.append(f"{name}: {msg}")
+        raise SettingsError("; ".join(lines)) from None
+
+
+def to_asyncpg_url(url: str) -> str:
+    """postgresql://… or postgres://… → postgresql+asyncpg://…"""
+    for scheme in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql+asyncpg://" + url[len(scheme) :]
+    raise SettingsError(f"{ENV_PREFIX}DATABASE_URL: must start with postgresql:// (got {url.split(':')[0]}:)")
+
+
+def to_libpq_url(url: str) -> str:
+    """The plain postgresql:// form asyncpg.connect accepts."""
+    return "postgresql://" + to_asyncpg_url(url)[len("postgresql+asyncpg://") :]
