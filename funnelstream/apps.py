@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from funnelstream import __version__
+from funnelstream.migrate import wait_for_schema
 from services.admin.api import admin_router
 from services.ingest.api import IngestError, IngestState, ingest_error_handler, tracking_router
 from services.ingest.repository import SourceCache
@@ -47,6 +48,7 @@ def create_app(*, ingest: IngestSettings | None = None, admin: AdminSettings | N
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(base.database_url)
+        await wait_for_schema(engine)
         producer = make_producer(base)
         await producer.start()
         sessionmaker = make_sessionmaker(engine)

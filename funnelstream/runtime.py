@@ -13,6 +13,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from funnelstream.apps import create_app
+from funnelstream.migrate import wait_for_schema
 from services.nurture.handlers import NurtureHandler
 from services.scoring.handlers import ScoringHandler
 from shared.db import make_engine, make_sessionmaker
@@ -81,6 +82,7 @@ async def run_consumer(name: str, settings: Settings, host: str = "0.0.0.0") -> 
     """One consumer process: the runner plus /healthz, /readyz and /metrics on HEALTH_PORT."""
     _, make_handler = CONSUMERS[name]
     engine = make_engine(settings.database_url, pool_size=4)
+    await wait_for_schema(engine)
     producer = make_producer(settings)
     await producer.start()
     runner = ConsumerRunner(settings, make_handler(settings), make_sessionmaker(engine), producer)

@@ -103,8 +103,9 @@ def test_consumer_process_serves_health_and_stops_on_sigterm(database_url: str, 
 def test_topics_creates_and_checks_partitions(broker: tuple[str, bool]) -> None:
     bootstrap, _ = broker
     prefix = f"top{uuid.uuid4().hex[:8]}."
-    env = clean_env(FUNNELSTREAM_KAFKA_BOOTSTRAP_SERVERS=bootstrap, FUNNELSTREAM_TOPIC_PREFIX=prefix,
-                    FUNNELSTREAM_PARTITIONS="4")
+    env = clean_env(
+        FUNNELSTREAM_KAFKA_BOOTSTRAP_SERVERS=bootstrap, FUNNELSTREAM_TOPIC_PREFIX=prefix, FUNNELSTREAM_PARTITIONS="4"
+    )
     check = subprocess.run([EXE, "topics", "--check"], capture_output=True, text=True, env=env, timeout=60)
     assert check.returncode == 1 and f"{prefix}events\tmissing" in check.stdout
     create = subprocess.run([EXE, "topics"], capture_output=True, text=True, env=env, timeout=60)

@@ -38,7 +38,9 @@ class DevProcess:
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
                 [EXE, "dev", "--port", str(self.port), "--data-dir", str(data_dir)],
-                stdout=out, stderr=subprocess.STDOUT, env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
             )
         self.base = f"http://127.0.0.1:{self.port}"
 
@@ -99,7 +101,9 @@ def wait_gone(pids: list[int], timeout: float = 20) -> list[int]:
 def lead_after_track(dev: DevProcess, user_id: str) -> dict[str, Any]:
     keys = dev.secrets()
     admin = {"Authorization": f"Bearer {keys['admin_token']}"}
-    r = httpx.post(f"{dev.base}/v1/track", json={"userId": user_id, "event": "Signed Up"}, headers=basic(keys["write_key"]))
+    r = httpx.post(
+        f"{dev.base}/v1/track", json={"userId": user_id, "event": "Signed Up"}, headers=basic(keys["write_key"])
+    )
     assert r.status_code == 200, r.text
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -178,7 +182,10 @@ def test_a_second_dev_on_the_same_data_folder_is_refused(tmp_path: Path) -> None
     with dev_process(tmp_path / "data") as dev:
         second = subprocess.run(
             [EXE, "dev", "--port", str(free_port()), "--data-dir", str(tmp_path / "data")],
-            capture_output=True, text=True, env=clean_env(), timeout=60,
+            capture_output=True,
+            text=True,
+            env=clean_env(),
+            timeout=60,
         )
         assert second.returncode != 0
         assert f"already runs on {dev.data_dir.resolve()}" in second.stderr + second.stdout

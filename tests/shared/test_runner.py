@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from funnelstream.dlq import list_dead_letters, replay_dead_letters
 from services.scoring.handlers import ScoringHandler
-from shared.deadletter import DeadLetter, send_dead_letters
 from shared.db import make_engine, make_sessionmaker
+from shared.deadletter import DeadLetter, send_dead_letters
 from shared.events import TrackedEvent, derived_id
 from shared.kafka import Topics, ensure_topics, make_consumer, make_producer
 from shared.runner import ConsumerRunner, Outgoing
@@ -189,7 +189,9 @@ async def test_two_members_of_a_group_apply_each_event_exactly_once(settings_kwa
 
 async def test_dlq_replay_republishes_to_the_original_topic_once(settings_kwargs: dict[str, Any]) -> None:
     async with env(settings_kwargs) as e:
-        parked = DeadLetter(key=b"dora", value=event("dora").to_bytes(), reason="broker timeout", original_topic=e.topics.events)
+        parked = DeadLetter(
+            key=b"dora", value=event("dora").to_bytes(), reason="broker timeout", original_topic=e.topics.events
+        )
         await send_dead_letters(e.producer, e.topics.dead_letter, "ingest", [parked])
         replayed = await replay_dead_letters(e.settings)
         assert [r["reason"] for r in replayed] == ["broker timeout"]

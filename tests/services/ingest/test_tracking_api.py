@@ -1,0 +1,101 @@
+"""The tracking API's foundation contract over real HTTP with the real broker."""
+
+from __future__ import annotations
+
+import gzip
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import orjson
+
+from tests.helpers import basic, eventually, running_stack
+
+
+async def test_write_key_in_body_and_gzip_bodies_are_accepted(settings_kwargs: dict[str, Any]) -> None:
+    async with running_stack(settings_kwargs) as stack, httpx.AsyncClient() as client:
+        key = await stack.create_source(client)
+        body = gzip.compress(orjson.dumps({"writeKey": key, "userId": "gz", "event": "Zipped"}))
+        r = await client.post(
+            f"{stack.base_url}/v1/track",
+            content=body,
+            headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+        )
+        assert r.status_code == 200, r.text
+
+        async def score() -> Decimal | None:
+            r = await client.get(f"{stack.base_url}/api/leads/gz", headers=stack.admin)
+            return Decimal(r.json()["score"]) if r.status_code == 200 else None
+
+        assert await eventually(score, what="gz scored") == 1
+
+
+async def test_invalid_requests_are_400_with_a_json_body_naming_the_problem(settings_kwargs: dict[str, Any]) -> None:
+    async with running_stack(settings_kwargs, consumers=()) as stack, httpx.AsyncClient() as client:
+        key = await stack.create_source(client)
+        url = f"{stack.base_url}/v1/track"
+        cases = [
+            (b"{nope", "body is not valid JSON"),
+            (b"[1]", "body must be a JSON object"),
+            (orjson.dumps({"event": "E"}), "userId or anonymousId is required"),
+            (orjson.dumps({"userId": "u"}), "event is required for track"),
+            (orjson.dumps({"userId": "u", "event": "E", "timestamp": "yesterday"}), "timestamp"),
+        ]
+        for body, expected in cases:
+            r = await client.post(url, content=body, headers=basic(key))
+            assert r.status_code == 400, body
+            assert r.json()["success"] is False and expected in r.json()["error"], r.json()
+        r = await client.post(url, json={"userId": "u", "event": "E"})
+        assert r.status_code == 401 and r.json()["field"] == "writeKey"
+
+
+async def test_batch_accepts_valid_events_and_lists_rejected_indexes(settings_kwargs: dict[str, Any]) -> None:
+    async with running_stack(settings_kwargs) as stack, httpx.AsyncClient() as client:
+        key = await stack.create_source(client)
+        batch = {
+            "batch": [
+                {"type": "track", "userId": "b1", "event": "One", "messageId": "m1"},
+                {"type": "track", "userId": "b1"},
+                {"type": "nonsense", "userId": "b1"},
+                {"type": "page", "userId": "b1", "name": "Pricing", "messageId": "m2"},
+            ]
+        }
+        r = await client.post(f"{stack.base_url}/v1/batch", json=batch, headers=basic(key))
+        assert r.status_code == 200
+        assert r.json() == {"success": True, "rejected": [1, 2]}
+
+        async def score() -> Decimal | None:
+            r = await client.get(f"{stack.base_url}/api/leads/b1", headers=stack.admin)
+            return Decimal(r.json()["score"]) if r.status_code == 200 and r.json()["score"] == "2.0000" else None
+
+        assert await eventually(score, what="b1 scored twice") == 2
+
+
+async def test_a_retried_message_id_counts_once(settings_kwargs: dict[str, Any]) -> None:
+    async with running_stack(settings_kwargs) as stack, httpx.AsyncClient() as client:
+        key = await stack.create_source(client)
+        message = {"userId": "retry", "event": "Clicked", "messageId": "same-id"}
+        for _ in range(3):
+            assert (
+                await client.post(f"{stack.base_url}/v1/track", json=message, headers=basic(key))
+            ).status_code == 200
+        other = {"userId": "retry", "event": "Clicked", "messageId": "other-id"}
+        assert (await client.post(f"{stack.base_url}/v1/track", json=other, headers=basic(key))).status_code == 200
+
+        async def scored_twice() -> bool:
+            r = await client.get(f"{stack.base_url}/api/leads/retry", headers=stack.admin)
+            return r.status_code == 200 and r.json()["score"] == "2.0000"
+
+        await eventually(scored_twice, what="score 2")
+        runner = stack.runners["scoring"]
+        runner.request_stop(drain=True)
+        r = await client.get(f"{stack.base_url}/api/leads/retry", headers=stack.admin)
+        assert r.json()["score"] == "2.0000"
+
+
+async def test_openapi_documents_tracking_and_admin_routes(settings_kwargs: dict[str, Any]) -> None:
+    async with running_stack(settings_kwargs, consumers=()) as stack, httpx.AsyncClient() as client:
+        spec = (await client.get(f"{stack.base_url}/openapi.json")).json()
+        for path in ("/v1/track", "/v1/identify", "/v1/batch", "/api/sources", "/api/leads/{user_id}", "/readyz"):
+            assert path in spec["paths"], path
+        assert (await client.get(f"{stack.base_url}/docs")).status_code == 200
