@@ -8,6 +8,7 @@ version is upcast in `decode()` until every producer has moved on.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar, Literal, TypeVar
@@ -94,11 +95,12 @@ def decode(model: type[M], raw: bytes | None) -> M:
         raise InvalidMessage("message is not a JSON object")
     version = data.get("schema_version")
     current = model.model_fields["schema_version"].default
-    if version not in (current, current - 1):
-        raise InvalidMessage(
-            f"unsupported schema_version {version!r} for {model.topic} (accepts {current - 1}, {current})"
-        )
-    data = _UPCASTERS.get((model.topic, version), _identity)(data)
+    if version != current:
+        upcast = _UPCASTERS.get((model.topic, version)) if version == current - 1 else None
+        if upcast is None:
+            accepted = f"{current - 1} or {current}" if (model.topic, current - 1) in _UPCASTERS else str(current)
+            raise InvalidMessage(f"unsupported schema_version {version!r} for {model.topic} (accepts {accepted})")
+        data = upcast(data)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -107,12 +109,15 @@ def decode(model: type[M], raw: bytes | None) -> M:
         raise InvalidMessage(f"{where}: {first['msg']}") from None
 
 
-def _identity(data: dict[str, Any]) -> dict[str, Any]:
-    return data
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+# (topic, previous version) -> function lifting a message of that version to the current one.
+_UPCASTERS: dict[tuple[str, int], Upcaster] = {}
 
 
-# (topic, old version) -> function lifting a message of that version to the current one.
-_UPCASTERS: dict[tuple[str, int], Any] = {}
+def register_upcaster(topic: str, from_version: int, upcast: Upcaster) -> None:
+    """Declare how a message of `from_version` becomes the current version, when a version is bumped."""
+    _UPCASTERS[(topic, from_version)] = upcast
 
 
 def derived_id(*parts: object) -> uuid.UUID:
