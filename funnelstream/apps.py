@@ -15,7 +15,9 @@ from funnelstream import __version__
 from funnelstream.migrate import wait_for_schema
 from services.admin.api import admin_router
 from services.ingest.api import IngestError, IngestState, ingest_error_handler, tracking_router
+from services.ingest.browser import browser_router
 from services.ingest.repository import SourceCache
+from services.ingest.webhooks import webhooks_router
 from shared.db import make_engine, make_sessionmaker
 from shared.health import broker_check, database_check, health_router
 from shared.kafka import Topics, make_producer
@@ -79,6 +81,8 @@ def create_app(*, ingest: IngestSettings | None = None, admin: AdminSettings | N
     app.include_router(health_router(lambda: getattr(app.state, "checks", {})))
     if ingest is not None:
         app.include_router(tracking_router())
+        app.include_router(browser_router())
+        app.include_router(webhooks_router())
     if admin is not None:
         app.include_router(admin_router())
 

@@ -59,6 +59,7 @@ class TrackedEvent(EventModel):
     timestamp: datetime
     received_at: datetime
     sent_at: datetime | None = None
+    bot: str | None = Field(default=None, description="Why ingest thinks a bot sent this; scores ignore it")
 
     @property
     def lead_key(self) -> str:

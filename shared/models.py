@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import DateTime, ForeignKey, Index, Numeric, String, Text, func, text
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db import Base
@@ -22,6 +22,8 @@ class Source(Base):
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
     name: Mapped[str] = mapped_column(String(200))
     write_key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # Active webhook signing secrets, newest first; two during a rotation.
+    webhook_secrets: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'::text[]"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -38,8 +40,14 @@ class Lead(Base):
     score: Mapped[Decimal] = mapped_column(Numeric(14, 4), server_default=text("0"))
     stage: Mapped[str] = mapped_column(String(40), server_default=text("'visitor'"))
     traits: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    # Event time of each trait's current value: traits merge last-write-wins per trait by event time.
+    trait_times: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    merged_into: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    last_seen_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (Index("ix_leads_anonymous_retention", "updated_at", postgresql_where=text("user_id IS NULL")),)
 
 
 class LeadIdentity(Base):
@@ -53,6 +61,34 @@ class LeadIdentity(Base):
         UUID(as_uuid=True), ForeignKey("leads.lead_id", ondelete="CASCADE"), index=True
     )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class LeadMerge(Base):
+    """A lead folded into another (identify, alias, shared email): recorded once, never undone."""
+
+    __tablename__ = "lead_merges"
+
+    from_lead_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    into_lead_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), index=True)
+    reason: Mapped[str] = mapped_column(String(40))
+    cause_event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    merged_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class LeadEvent(Base):
+    """A lead's event history (narrow: no context blob), kept for the configured retention."""
+
+    __tablename__ = "lead_events"
+
+    event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    lead_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), index=True)
+    source_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    type: Mapped[str] = mapped_column(String(20))
+    name: Mapped[str | None] = mapped_column(Text)
+    properties: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    bot: Mapped[str | None] = mapped_column(String(60))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class ProcessedEvent(Base):
