@@ -6,20 +6,26 @@ import asyncio
 import base64
 import secrets
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import httpx
 from aiokafka import AIOKafkaProducer
+from sqlalchemy import text
 
 from funnelstream.apps import create_app
 from funnelstream.runtime import CONSUMERS, make_server, start_server
+from services.scoring.handlers import ScoringHandler
 from shared.db import make_engine, make_sessionmaker
-from shared.kafka import ensure_topics, make_producer
+from shared.events import EventType, TrackedEvent, derived_id
+from shared.kafka import Topics, ensure_topics, make_producer
 from shared.runner import ConsumerRunner
-from shared.settings import AdminSettings, IngestSettings, Settings
+from shared.settings import AdminSettings, IngestSettings, ScoringSettings, Settings
 
 T = TypeVar("T")
 
@@ -96,3 +102,89 @@ async def running_stack(
 async def produce(producer: AIOKafkaProducer, topic: str, values: list[bytes], key: bytes | None = None) -> None:
     futures = [await producer.send(topic, key=key, value=v) for v in values]
     await asyncio.gather(*futures)
+
+
+def event(
+    user: str | None,
+    n: int = 0,
+    *,
+    message_id: str | None = None,
+    anonymous_id: str | None = None,
+    type: EventType = "track",
+    traits: dict[str, Any] | None = None,
+    previous_id: str | None = None,
+    at: datetime | None = None,
+) -> TrackedEvent:
+    """A TrackedEvent as ingest would publish it."""
+    source = uuid.UUID(int=1)
+    mid = message_id or f"{user or anonymous_id}-{type}-{n}"
+    now = datetime.now(UTC)
+    return TrackedEvent(
+        event_id=derived_id(source, mid),
+        source_id=source,
+        message_id=mid,
+        type=type,
+        event="Page Viewed" if type == "track" else None,
+        user_id=user,
+        anonymous_id=anonymous_id,
+        previous_id=previous_id,
+        traits=traits or {},
+        timestamp=at or now,
+        received_at=now,
+    )
+
+
+class Env:
+    def __init__(self, settings: ScoringSettings) -> None:
+        self.settings = settings
+        self.topics = Topics(settings.topic_prefix)
+        self.engine = make_engine(settings.database_url, pool_size=4)
+        self.sessionmaker = make_sessionmaker(self.engine)
+        self.producer: AIOKafkaProducer = make_producer(settings)
+
+    async def send(self, *events: TrackedEvent) -> None:
+        await produce(self.producer, self.topics.events, [e.to_bytes() for e in events])
+
+    async def score(self, user: str) -> Decimal | None:
+        async with self.engine.connect() as conn:
+            value = await conn.scalar(text("SELECT score FROM leads WHERE user_id = :u"), {"u": user})
+        return value if value is None else Decimal(value)
+
+    async def scalar(self, sql: str, **params: Any) -> Any:
+        async with self.engine.connect() as conn:
+            return await conn.scalar(text(sql), params)
+
+    async def row(self, sql: str, **params: Any) -> dict[str, Any] | None:
+        async with self.engine.connect() as conn:
+            found = (await conn.execute(text(sql), params)).mappings().first()
+        return dict(found) if found else None
+
+    async def equals(self, sql: str, expected: Any) -> bool:
+        return bool(await self.scalar(sql) == expected)
+
+    def runner(self, handler: Any = None, **kwargs: Any) -> ConsumerRunner[Any]:
+        return ConsumerRunner(
+            self.settings, handler or ScoringHandler(self.topics), self.sessionmaker, self.producer, **kwargs
+        )
+
+
+@asynccontextmanager
+async def env(settings_kwargs: dict[str, Any]) -> AsyncIterator[Env]:
+    e = Env(ScoringSettings(**settings_kwargs))
+    await ensure_topics(e.settings)
+    await e.producer.start()
+    try:
+        yield e
+    finally:
+        await e.producer.stop()
+        await e.engine.dispose()
+
+
+@asynccontextmanager
+async def running(runner: ConsumerRunner[Any]) -> AsyncIterator[ConsumerRunner[Any]]:
+    task = asyncio.create_task(runner.run())
+    try:
+        yield runner
+    finally:
+        runner.request_stop()
+        await task

@@ -40,5 +40,9 @@ async def leads_by_identity(session: AsyncSession, kind: str, value: str) -> Seq
         LeadIdentity.kind == IDENTITY_KINDS[kind], LeadIdentity.value == value
     )
     column = {"user_id": Lead.user_id, "anonymous_id": Lead.anonymous_id, "email": Lead.email}[kind]
-    query = select(Lead).where((Lead.lead_id.in_(via_identity)) | (column == value)).order_by(Lead.created_at)
+    query = (
+        select(Lead)
+        .where((Lead.lead_id.in_(via_identity)) | (column == value), Lead.merged_into.is_(None))
+        .order_by(Lead.created_at)
+    )
     return (await session.scalars(query)).all()

@@ -3,90 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from aiokafka import AIOKafkaProducer, TopicPartition
-from sqlalchemy import text
+from aiokafka import TopicPartition
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from funnelstream.dlq import list_dead_letters, replay_dead_letters
 from services.scoring.handlers import ScoringHandler
-from shared.db import make_engine, make_sessionmaker
 from shared.deadletter import DeadLetter, send_dead_letters
-from shared.events import TrackedEvent, derived_id
-from shared.kafka import Topics, ensure_topics, make_consumer, make_producer
+from shared.events import TrackedEvent
+from shared.kafka import make_consumer
 from shared.runner import ConsumerRunner, Outgoing
-from shared.settings import ScoringSettings
-from tests.helpers import eventually, produce
-
-
-def event(user: str, n: int = 0, *, message_id: str | None = None) -> TrackedEvent:
-    source = uuid.UUID(int=1)
-    mid = message_id or f"{user}-{n}"
-    now = datetime.now(UTC)
-    return TrackedEvent(
-        event_id=derived_id(source, mid),
-        source_id=source,
-        message_id=mid,
-        type="track",
-        event="Page Viewed",
-        user_id=user,
-        timestamp=now,
-        received_at=now,
-    )
-
-
-class Env:
-    def __init__(self, settings: ScoringSettings) -> None:
-        self.settings = settings
-        self.topics = Topics(settings.topic_prefix)
-        self.engine = make_engine(settings.database_url, pool_size=4)
-        self.sessionmaker = make_sessionmaker(self.engine)
-        self.producer: AIOKafkaProducer = make_producer(settings)
-
-    async def send(self, *events: TrackedEvent) -> None:
-        await produce(self.producer, self.topics.events, [e.to_bytes() for e in events])
-
-    async def score(self, user: str) -> Decimal | None:
-        async with self.engine.connect() as conn:
-            value = await conn.scalar(text("SELECT score FROM leads WHERE user_id = :u"), {"u": user})
-        return value if value is None else Decimal(value)
-
-    async def scalar(self, sql: str) -> Any:
-        async with self.engine.connect() as conn:
-            return await conn.scalar(text(sql))
-
-    def runner(self, handler: Any = None, **kwargs: Any) -> ConsumerRunner[Any]:
-        return ConsumerRunner(
-            self.settings, handler or ScoringHandler(self.topics), self.sessionmaker, self.producer, **kwargs
-        )
-
-
-@asynccontextmanager
-async def env(settings_kwargs: dict[str, Any]) -> AsyncIterator[Env]:
-    e = Env(ScoringSettings(**settings_kwargs))
-    await ensure_topics(e.settings)
-    await e.producer.start()
-    try:
-        yield e
-    finally:
-        await e.producer.stop()
-        await e.engine.dispose()
-
-
-@asynccontextmanager
-async def running(runner: ConsumerRunner[Any]) -> AsyncIterator[ConsumerRunner[Any]]:
-    task = asyncio.create_task(runner.run())
-    try:
-        yield runner
-    finally:
-        runner.request_stop()
-        await task
+from tests.helpers import Env, env, event, eventually, produce, running
 
 
 async def test_replayed_event_changes_nothing_even_after_offsets_restart(settings_kwargs: dict[str, Any]) -> None:

@@ -3,18 +3,35 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.scoring.service import email_of, plan_batch, primary_identity
+from services.scoring.service import (
+    LeadDelta,
+    Link,
+    email_of,
+    fold_direction,
+    merge_traits,
+    plan_batch,
+    plan_event,
+    primary_identity,
+)
 from shared.events import TrackedEvent, decode
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def tracked(user: str | None, anon: str | None, n: int, traits: dict[str, str] | None = None) -> TrackedEvent:
+def tracked(
+    user: str | None,
+    anon: str | None,
+    n: int,
+    traits: dict[str, str] | None = None,
+    *,
+    at: datetime = NOW,
+    bot: str | None = None,
+) -> TrackedEvent:
     return TrackedEvent(
         event_id=uuid.uuid4(),
         source_id=uuid.UUID(int=1),
@@ -24,30 +41,82 @@ def tracked(user: str | None, anon: str | None, n: int, traits: dict[str, str] |
         user_id=user,
         anonymous_id=anon,
         traits=traits or {},
-        timestamp=NOW,
-        received_at=NOW,
+        timestamp=at,
+        received_at=at,
+        bot=bot,
     )
 
 
-people = st.tuples(st.sampled_from(["u1", "u2", None]), st.sampled_from(["a1", "a2"]))
+people = st.tuples(st.sampled_from(["u1", "u2", None]), st.sampled_from(["a1", "a2"]), st.booleans())
 
 
 @given(st.lists(people, max_size=50))
-def test_every_event_scores_exactly_one_point_on_exactly_one_lead(who: list[tuple[str | None, str]]) -> None:
-    events = [tracked(u, a, i) for i, (u, a) in enumerate(who)]
-    deltas = plan_batch(events)
-    assert sum(d.points for d in deltas.values()) == len(events)
-    assert set(deltas) == {primary_identity(e) for e in events}
+def test_every_human_event_scores_one_point_and_bots_none(who: list[tuple[str | None, str, bool]]) -> None:
+    events = [tracked(u, a, i, bot="bot-user-agent" if is_bot else None) for i, (u, a, is_bot) in enumerate(who)]
+    plans = plan_batch(events)
+    assert sum(p.points for p in plans) == sum(1 for *_, is_bot in who if not is_bot)
+    assert [p.primary for p in plans] == [primary_identity(e) for e in events]
 
 
-def test_known_user_links_its_anonymous_id_and_email() -> None:
-    delta = plan_batch([tracked("u1", "a1", 0, {"email": " Ann@Example.com"})])[("user", "u1")]
-    assert delta.secondary == {("anonymous", "a1"), ("email", "ann@example.com")}
-    assert delta.email == "ann@example.com"
+def test_identify_links_the_anonymous_id_and_the_email() -> None:
+    plan = plan_event(tracked("u1", "a1", 0, {"email": " Ann@Example.com"}))
+    assert [link.identity for link in plan.links] == [("anonymous", "a1"), ("email", "ann@example.com")]
+    assert plan.email == "ann@example.com"
 
 
 def test_an_email_needs_an_at_sign() -> None:
     assert email_of(tracked("u", None, 0, {"email": "not-an-email"})) is None
+
+
+leads = st.sampled_from([uuid.UUID(int=1), uuid.UUID(int=2)])
+users = st.sampled_from([None, "u1", "u2"])
+
+
+@given(leads, users, leads, users, st.booleans())
+def test_folding_never_loses_a_known_user_without_an_alias(
+    a: uuid.UUID, a_user: str | None, b: uuid.UUID, b_user: str | None, alias: bool
+) -> None:
+    link = Link(("anonymous", "x"), "alias" if alias else "identify", may_fold_known=alias)
+    direction = fold_direction(a, a_user, b, b_user, link)
+    if a == b:
+        assert direction is None
+    elif direction is not None:
+        source, _target = direction
+        source_user = a_user if source == a else b_user
+        target_user = b_user if source == a else a_user
+        # A known lead only folds away on an explicit alias, and never into an anonymous lead.
+        assert source_user is None or (alias and target_user is not None)
+    else:
+        assert a_user and b_user
+
+
+@given(st.lists(st.tuples(st.sampled_from(["plan", "name"]), st.text(max_size=3), st.integers(0, 100)), max_size=20))
+def test_traits_are_last_write_wins_by_event_time_in_any_order(writes: list[tuple[str, str, int]]) -> None:
+    def apply(order: list[tuple[str, str, int]]) -> dict[str, object]:
+        traits: dict[str, object] = {}
+        times: dict[str, str] = {}
+        for key, value, minute in order:
+            traits, times = merge_traits(traits, times, {key: value}, {key: NOW + timedelta(minutes=minute)})
+        return traits
+
+    expected: dict[str, object] = {}
+    for key in {k for k, _, _ in writes}:
+        latest = max(m for k, _, m in writes if k == key)
+        candidates = {v for k, v, m in writes if k == key and m == latest}
+        if len(candidates) == 1:  # ties between different values have no defined winner
+            expected[key] = candidates.pop()
+    forward, backward = apply(writes), apply(list(reversed(writes)))
+    for key, value in expected.items():
+        assert forward[key] == backward[key] == value
+
+
+def test_within_a_batch_the_later_identify_wins_per_trait() -> None:
+    early = tracked("u", None, 0, {"plan": "pro", "city": "Oslo"}, at=NOW + timedelta(minutes=5))
+    late = tracked("u", None, 1, {"plan": "free"}, at=NOW)
+    delta = LeadDelta(last_event_id=early.event_id)
+    for plan in plan_batch([early, late]):
+        delta.add(plan)
+    assert delta.traits == {"plan": "pro", "city": "Oslo"}
 
 
 @given(st.dictionaries(st.text(max_size=10), st.text(max_size=10), max_size=5))
