@@ -24,7 +24,7 @@ from funnelstream.apps import create_app
 from funnelstream.embedded import EmbeddedBroker, EmbeddedPostgres
 from funnelstream.migrate import upgrade
 from funnelstream.processes import PidFile
-from funnelstream.runtime import CONSUMERS, make_server, start_server, stop_on_signals
+from funnelstream.runtime import CONSUMERS, background_tasks, make_server, start_server, stop_on_signals
 from shared.db import make_engine, make_sessionmaker
 from shared.kafka import ensure_topics, make_producer, wait_for_broker
 from shared.models import Source
@@ -178,6 +178,7 @@ class Dev:
             for name, settings in consumers.items()
         }
         runner_tasks = {name: asyncio.create_task(r.run(), name=name) for name, r in runners.items()}
+        extra = [t for name, s in consumers.items() for t in background_tasks(name, s, sessionmaker)]
         server = make_server(create_app(ingest=ingest, admin=admin), self.host, self.port)
         try:
             server_task = await start_server(server)
@@ -195,7 +196,7 @@ class Dev:
                 runner.request_stop(drain=True)
                 await asyncio.gather(runner_tasks[name], return_exceptions=True)
         finally:
-            for task in runner_tasks.values():
+            for task in [*runner_tasks.values(), *extra]:
                 task.cancel()
             await producer.stop()
             await engine.dispose()

@@ -11,11 +11,13 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from funnelstream.apps import create_app
 from funnelstream.migrate import wait_for_schema
 from services.nurture.handlers import NurtureHandler
 from services.scoring.handlers import ScoringHandler
+from services.scoring.retention import retention_loop
 from shared.db import make_engine, make_sessionmaker
 from shared.health import broker_check, database_check, health_router
 from shared.kafka import Topics, make_producer
@@ -78,6 +80,15 @@ CONSUMERS: dict[str, tuple[type[Settings], Callable[[Settings], Handler[Any]]]] 
 }
 
 
+def background_tasks(
+    name: str, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> list[asyncio.Task[None]]:
+    """Periodic work that rides along with a consumer process (retention with scoring)."""
+    if name == "scoring" and isinstance(settings, ScoringSettings):
+        return [asyncio.create_task(retention_loop(sessionmaker, settings), name="retention")]
+    return []
+
+
 async def run_consumer(name: str, settings: Settings, host: str = "0.0.0.0") -> None:  # noqa: S104
     """One consumer process: the runner plus /healthz, /readyz and /metrics on HEALTH_PORT."""
     _, make_handler = CONSUMERS[name]
@@ -85,7 +96,9 @@ async def run_consumer(name: str, settings: Settings, host: str = "0.0.0.0") -> 
     await wait_for_schema(engine)
     producer = make_producer(settings)
     await producer.start()
-    runner = ConsumerRunner(settings, make_handler(settings), make_sessionmaker(engine), producer)
+    sessionmaker = make_sessionmaker(engine)
+    runner = ConsumerRunner(settings, make_handler(settings), sessionmaker, producer)
+    extra = background_tasks(name, settings, sessionmaker)
     checks = {"database": database_check(engine), "broker": broker_check(producer)}
     health = FastAPI(title=f"FunnelStream {name} health")
     health.include_router(health_router(lambda: checks))
@@ -100,6 +113,8 @@ async def run_consumer(name: str, settings: Settings, host: str = "0.0.0.0") -> 
         runner.request_stop(drain=False)
         await runner_task
     finally:
+        for task in extra:
+            task.cancel()
         server.should_exit = True
         await server_task
         await producer.stop()

@@ -28,3 +28,4 @@ EVENTS_PUBLISHED = Counter(
 PUBLISH_FAILURES = Counter(
     "funnelstream_publish_failures_total", "Events ingest could not publish in time", ["endpoint"]
 )
+RATE_LIMITED = Counter("funnelstream_rate_limited_total", "Events refused with 429 by the per-key rate limit")

@@ -51,6 +51,10 @@ class IngestSettings(Settings):
     ingest_workers: int = Field(default=1, ge=1, le=256)
     produce_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     write_key_cache_seconds: float = Field(default=10.0, ge=0, le=3600, description="How long a revoked key may work")
+    rate_limit_per_second: float = Field(
+        default=2000, ge=0, description="Events per second per write key and worker; 0 turns the limit off"
+    )
+    rate_limit_burst: int = Field(default=10_000, ge=1, description="Events a write key may send at once")
 
 
 class AdminSettings(Settings):
@@ -61,7 +65,16 @@ class AdminSettings(Settings):
 
 
 class ScoringSettings(Settings):
-    """The scoring consumer."""
+    """The scoring consumer, which also applies retention."""
+
+    anonymous_retention_days: int = Field(
+        default=90, ge=0, description="Delete never-identified anonymous leads idle this long; 0 keeps them"
+    )
+    event_retention_days: int = Field(default=395, ge=0, description="Delete lead event history older; 0 keeps it")
+    dedup_window_hours: float = Field(
+        default=24, gt=0, description="How long applied event ids are remembered to skip redeliveries"
+    )
+    retention_interval_seconds: float = Field(default=3600, gt=0)
 
 
 class NurtureSettings(Settings):

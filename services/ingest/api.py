@@ -6,9 +6,11 @@ import asyncio
 import base64
 import binascii
 import logging
+import math
+import time
 import uuid
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -18,13 +20,14 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from services.ingest.ratelimit import RateLimiter
 from services.ingest.repository import SourceCache
 from services.ingest.schemas import Accepted, BatchRequest, ErrorBody, SegmentMessage
 from services.ingest.service import build_event
 from shared.deadletter import DeadLetter, send_dead_letters
 from shared.events import EventType, TrackedEvent
 from shared.kafka import Topics
-from shared.metrics import EVENTS_PUBLISHED, PUBLISH_FAILURES
+from shared.metrics import EVENTS_PUBLISHED, PUBLISH_FAILURES, RATE_LIMITED
 from shared.settings import IngestSettings
 
 log = logging.getLogger(__name__)
@@ -55,6 +58,10 @@ class IngestState:
     producer: AIOKafkaProducer
     sources: SourceCache
     topics: Topics
+    limiter: RateLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.limiter = RateLimiter(self.settings.rate_limit_per_second, self.settings.rate_limit_burst)
 
 
 def get_state(request: Request) -> IngestState:
@@ -108,6 +115,14 @@ async def authenticate(state: IngestState, request: Request, body: dict[str, Any
     return source_id
 
 
+def check_rate(state: IngestState, source_id: uuid.UUID, events: int) -> None:
+    """429 with Retry-After when the source sent more than its rate allows (per worker)."""
+    wait = state.limiter.retry_after(source_id, events, time.monotonic())
+    if wait > 0:
+        RATE_LIMITED.inc(events)
+        raise IngestError(429, "rate limit exceeded for this write key", headers={"Retry-After": str(math.ceil(wait))})
+
+
 def parse_message(data: dict[str, Any], event_type: EventType, where: str = "") -> SegmentMessage:
     try:
         return SegmentMessage.model_validate({**data, "type": event_type})
@@ -144,6 +159,7 @@ def _schema(model: type[Any]) -> dict[str, Any]:
 RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "Invalid input; `field` names it"},
     401: {"model": ErrorBody, "description": "Missing, unknown or revoked write key"},
+    429: {"model": ErrorBody, "description": "Rate limit of the write key exceeded; see Retry-After"},
     503: {"model": ErrorBody, "description": "The broker did not acknowledge in time; retry"},
 }
 
@@ -157,6 +173,7 @@ def tracking_router() -> APIRouter:
             data = await read_json(request, MAX_EVENT_BYTES)
             source_id = await authenticate(state, request, data)
             message = parse_message(data, event_type)
+            check_rate(state, source_id, 1)
             event = build_event(message, event_type, source_id, received_at, None)
             await publish(state, [event], event_type)
             return Accepted()
@@ -211,6 +228,7 @@ def tracking_router() -> APIRouter:
                 rejected.append(
                     DeadLetter(key=None, value=orjson.dumps(item), reason=exc.error, original_topic=state.topics.events)
                 )
+        check_rate(state, source_id, len(envelope.batch))
         await publish(state, events, "batch")
         if rejected:
             try:
