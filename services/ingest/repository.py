@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.models import Source
@@ -39,3 +39,43 @@ async def find_active_source(session: AsyncSession, write_key_hash: str) -> uuid
         select(Source.id).where(Source.write_key_hash == write_key_hash, Source.revoked_at.is_(None))
     )
     return row.scalar_one_or_none()
+
+
+async def webhook_secrets_for(session: AsyncSession, source_id: uuid.UUID) -> list[str]:
+    """The active webhook signing secrets of a source, newest first; none for an unknown or revoked source."""
+    row = await session.execute(
+        select(Source.webhook_secrets).where(Source.id == source_id, Source.revoked_at.is_(None))
+    )
+    return list(row.scalar_one_or_none() or [])
+
+
+async def push_webhook_secret(session: AsyncSession, source_id: uuid.UUID, secret: str) -> list[str] | None:
+    """Make `secret` the newest active secret and keep one previous (rotation); None if no active source.
+
+    One statement, so two concurrent rotations cannot leave three secrets active.
+    """
+
+    row = await session.execute(
+        text(
+            "UPDATE sources SET webhook_secrets = "
+            "(array_prepend(CAST(:secret AS text), array_remove(webhook_secrets, CAST(:secret AS text))))[1:2] "
+            "WHERE id = :id AND revoked_at IS NULL RETURNING webhook_secrets"
+        ),
+        {"id": source_id, "secret": secret},
+    )
+    secrets = row.scalar_one_or_none()
+    return None if secrets is None else list(secrets)
+
+
+async def drop_previous_webhook_secret(session: AsyncSession, source_id: uuid.UUID) -> list[str] | None:
+    """Keep only the newest secret (end of a rotation); None if no active source."""
+
+    row = await session.execute(
+        text(
+            "UPDATE sources SET webhook_secrets = webhook_secrets[1:1] "
+            "WHERE id = :id AND revoked_at IS NULL RETURNING webhook_secrets"
+        ),
+        {"id": source_id},
+    )
+    secrets = row.scalar_one_or_none()
+    return None if secrets is None else list(secrets)
