@@ -83,6 +83,8 @@ class ScoringHandler:
             lead = leads[plan.primary]
             for link in plan.links:
                 other = leads.get(link.identity)
+                if other == lead:
+                    continue  # the usual case once known: no SQL at all
                 if other is None:
                     if link.reason == "alias" and link.identity[0] == "user":
                         continue  # an unknown previous id becomes an anonymous identity (next link)
