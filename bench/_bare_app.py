@@ -1,7 +1,7 @@
 """The bare-endpoint baseline of bench/ingest.py: FastAPI under uvicorn, no work behind the routes.
 
 Same server stack as `funnelstream ingest`, started the same way: one worker runs
-funnelstream.runtime.run_http (uvicorn's Server inside asyncio.run), several run uvicorn.run with
+funnelstream.runtime.run_http (uvicorn's Server on uvloop, as `funnelstream ingest` runs it), several run uvicorn.run with
 workers=N (uvicorn's own loop choice). Each tracking route reads the body and answers {"success": true}.
 
     .venv/bin/python bench/_bare_app.py --port 8001 [--workers 1]
@@ -10,12 +10,12 @@ workers=N (uvicorn's own loop choice). Each tracking route reads the body and an
 from __future__ import annotations
 
 import argparse
-import asyncio
 from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI, Request
 
+from funnelstream.cli import run
 from funnelstream.runtime import run_http
 
 app = FastAPI(title="bare endpoint")
@@ -45,7 +45,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
     if args.workers == 1:  # as `funnelstream ingest` does
-        asyncio.run(run_http(app, args.host, args.port))
+        run(run_http(app, args.host, args.port))
         return
     uvicorn.run(
         "_bare_app:app",

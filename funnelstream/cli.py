@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -32,9 +33,19 @@ dlq_app = typer.Typer(help="Inspect and replay the dead-letter topic.", no_args_
 app.add_typer(dlq_app, name="dlq")
 
 S = TypeVar("S", bound=BaseSettings)
+T = TypeVar("T")
 
 HostOpt = Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0 for every interface).")]
 PortOpt = Annotated[int, typer.Option(help="TCP port to listen on.")]
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Run a service's main coroutine on uvloop (what uvicorn itself picks), else on asyncio."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 def settings_or_exit(cls: type[S], **overrides: Any) -> S:
@@ -68,7 +79,7 @@ def dev(
     overrides = {"data_dir": data_dir} if data_dir else {}
     settings = settings_or_exit(DevSettings, **overrides)
     _log("dev")
-    asyncio.run(Dev(settings, host, port).run())
+    run(Dev(settings, host, port).run())
 
 
 @app.command()
@@ -97,7 +108,7 @@ def ingest(
             access_log=False,
         )
         return
-    asyncio.run(run_http(create_app(ingest=settings), host, port))
+    run(run_http(create_app(ingest=settings), host, port))
 
 
 @app.command()
@@ -108,7 +119,7 @@ def api(port: PortOpt = 8000, host: HostOpt = "127.0.0.1") -> None:
 
     settings = settings_or_exit(AdminSettings)
     _log("api", settings)
-    asyncio.run(run_http(create_app(admin=settings), host, port))
+    run(run_http(create_app(admin=settings), host, port))
 
 
 def _consumer(name: str) -> None:
@@ -116,7 +127,7 @@ def _consumer(name: str) -> None:
 
     settings = settings_or_exit(CONSUMERS[name][0])
     _log(name, settings)
-    asyncio.run(run_consumer(name, settings))
+    run(run_consumer(name, settings))
 
 
 @app.command()

@@ -36,7 +36,8 @@ class EventModel(BaseModel):
     event_id: uuid.UUID
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(self.model_dump(mode="json"))
+        """JSON bytes, serialized by pydantic-core directly (no intermediate dict)."""
+        return self.__pydantic_serializer__.to_json(self)
 
 
 class TrackedEvent(EventModel):

@@ -17,7 +17,7 @@ from shared.security import hash_write_key, new_write_key, same_secret
 bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <FUNNELSTREAM_ADMIN_TOKEN>")
 
 
-def require_admin(
+async def require_admin(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> None:
     expected: str = request.app.state.admin_token

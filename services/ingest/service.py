@@ -30,8 +30,12 @@ def build_event(
     message_id = message.messageId or str(uuid.uuid4())
     traits = message.traits
     if event_type == "identify" and not traits:
-        traits = message.context.get("traits") or {}
-    return TrackedEvent(
+        context_traits = message.context.get("traits")
+        traits = context_traits if isinstance(context_traits, dict) else {}
+    sent = message.sentAt or sent_at
+    # The message was validated as a SegmentMessage already; constructing skips a second validation
+    # on the hot path (tests check the result equals a validated TrackedEvent).
+    return TrackedEvent.model_construct(
         event_id=derived_id(source_id, message_id),
         source_id=source_id,
         message_id=message_id,
@@ -45,9 +49,9 @@ def build_event(
         traits=traits,
         properties=message.properties,
         context=message.context,
-        timestamp=corrected_timestamp(message.timestamp, message.sentAt or sent_at, received_at),
+        timestamp=corrected_timestamp(message.timestamp, sent, received_at),
         received_at=received_at,
-        sent_at=message.sentAt or sent_at,
+        sent_at=_aware(sent) if sent else None,
     )
 
 

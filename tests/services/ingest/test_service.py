@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from services.ingest.schemas import SegmentMessage
 from services.ingest.service import build_event, corrected_timestamp
+from shared.events import TrackedEvent, decode
 
 # hypothesis wants naive bounds and adds the zone itself
 moments = st.datetimes(datetime(2000, 1, 1), datetime(2100, 1, 1), timezones=st.just(UTC))  # noqa: DTZ001
@@ -38,3 +39,33 @@ def test_same_message_id_same_event_id_other_source_other_id(message_id: str) ->
     a2 = build_event(message, "track", uuid.UUID(int=1), now + timedelta(seconds=5), None)
     b = build_event(message, "track", uuid.UUID(int=2), now, None)
     assert a1.event_id == a2.event_id != b.event_id
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+messages = st.fixed_dictionaries(
+    {"userId": st.text(min_size=1, max_size=10), "event": st.text(min_size=1, max_size=10)},
+    optional={
+        "anonymousId": st.text(min_size=1, max_size=10),
+        "messageId": st.text(min_size=1, max_size=10),
+        "traits": st.dictionaries(st.text(max_size=5), json_values, max_size=3),
+        "properties": st.dictionaries(st.text(max_size=5), json_values, max_size=3),
+        "context": st.dictionaries(st.sampled_from(["traits", "ip", "page"]), json_values, max_size=3),
+        "timestamp": st.sampled_from(["2026-01-01T10:00:00Z", "2026-01-01T10:00:00", "2026-01-01T10:00:00+02:00"]),
+        "sentAt": st.sampled_from(["2026-01-01T10:00:05Z", "2026-01-01T10:00:05"]),
+    },
+)
+
+
+@given(messages, st.sampled_from(["track", "identify", "page"]))
+def test_built_events_are_what_validation_would_produce(data: dict[str, object], event_type: str) -> None:
+    message = SegmentMessage.model_validate({**data, "type": event_type})
+    built = build_event(message, event_type, uuid.UUID(int=1), datetime.now(UTC), None)  # type: ignore[arg-type]
+    validated = TrackedEvent.model_validate(built.model_dump())
+    assert validated == built
+    assert validated.timestamp.tzinfo is not None
+    assert built.sent_at is None or built.sent_at.tzinfo is not None
+    assert decode(TrackedEvent, built.to_bytes()) == validated
