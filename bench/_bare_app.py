@@ -1,8 +1,9 @@
 """The bare-endpoint baseline of bench/ingest.py: FastAPI under uvicorn, no work behind the routes.
 
 Same server stack as `funnelstream ingest`, started the same way: one worker runs
-funnelstream.runtime.run_http (uvicorn's Server on uvloop, as `funnelstream ingest` runs it), several run uvicorn.run with
-workers=N (uvicorn's own loop choice). Each tracking route reads the body and answers {"success": true}.
+funnelstream.runtime.run_http (uvicorn's Server on uvloop, as `funnelstream ingest` runs it),
+several run uvicorn.run with workers=N (uvicorn's own loop choice).
+Each tracking route reads the body and answers {"success": true}.
 
     .venv/bin/python bench/_bare_app.py --port 8001 [--workers 1]
 """
