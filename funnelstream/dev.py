@@ -141,6 +141,9 @@ class Dev:
             }
             if self.broker is not None:
                 common["kafka_idempotence"] = idempotence
+                # tansu completes a group join after about half the session timeout: keep start-up quick.
+                if "FUNNELSTREAM_KAFKA_SESSION_TIMEOUT_MS" not in os.environ:
+                    common["kafka_session_timeout_ms"] = 6000
             keys = {"secret_key": secrets_.secret_key}
             ingest = load_settings(IngestSettings, **common, **keys)
             admin = load_settings(AdminSettings, **common, **keys, admin_token=secrets_.admin_token)
@@ -182,6 +185,9 @@ class Dev:
         server = make_server(create_app(ingest=ingest, admin=admin), self.host, self.port)
         try:
             server_task = await start_server(server)
+            say("waiting for the consumers to join their groups ...")
+            joined = asyncio.gather(*(r.assigned.wait() for r in runners.values()))
+            await asyncio.wait_for(joined, timeout=120)
             self.banner(server.port, secrets_, ingest, database_url)
             watched = [asyncio.ensure_future(stop.wait()), server_task, *runner_tasks.values()]
             done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)

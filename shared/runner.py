@@ -107,6 +107,7 @@ class ConsumerRunner(Generic[T]):
         self._drain = False
         self._drain_started: float | None = None
         self.started = asyncio.Event()
+        self.assigned = asyncio.Event()  # set once the group gave this member its partitions
         self.lag: dict[TopicPartition, int] = {}
 
     # -- control ---------------------------------------------------------------------------------
@@ -269,6 +270,7 @@ class _FlushOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         log.info("%s partitions assigned: %d", self.runner.handler.name, len(assigned))
+        self.runner.assigned.set()
 
 
 async def claim_event_ids(session: AsyncSession, consumer: str, ids: list[uuid.UUID]) -> set[uuid.UUID]:
