@@ -33,9 +33,7 @@ def build_event(
         context_traits = message.context.get("traits")
         traits = context_traits if isinstance(context_traits, dict) else {}
     sent = message.sentAt or sent_at
-    # The message was validated as a SegmentMessage already; constructing skips a second validation
-    # on the hot path (tests check the result equals a validated TrackedEvent).
-    return TrackedEvent.model_construct(
+    return TrackedEvent(
         event_id=derived_id(source_id, message_id),
         source_id=source_id,
         message_id=message_id,
