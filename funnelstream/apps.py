@@ -15,7 +15,7 @@ from funnelstream import __version__
 from funnelstream.migrate import wait_for_schema
 from services.admin.api import admin_router
 from services.admin.webhook_secrets import webhook_secrets_router
-from services.ingest.api import IngestError, IngestState, ingest_error_handler, tracking_router
+from services.ingest.api import IngestError, IngestState, TrackingFastPath, ingest_error_handler, tracking_router
 from services.ingest.browser import TrackingCORSMiddleware, browser_router
 from services.ingest.repository import SourceCache
 from services.ingest.webhooks import webhooks_router
@@ -81,6 +81,7 @@ def create_app(*, ingest: IngestSettings | None = None, admin: AdminSettings | N
     app.add_exception_handler(IngestError, ingest_error_handler)
     app.include_router(health_router(lambda: getattr(app.state, "checks", {})))
     if ingest is not None:
+        app.add_middleware(TrackingFastPath)  # inner: CORS (added next) wraps it
         app.add_middleware(TrackingCORSMiddleware)
         app.include_router(tracking_router())
         app.include_router(browser_router())

@@ -116,3 +116,25 @@ async def test_size_limits_hold_after_decompression(settings_kwargs: dict[str, A
         batch = {"batch": [{**big, "type": "track"}, {"type": "track", "userId": "small", "event": "E"}]}
         r = await client.post(f"{stack.base_url}/v1/batch", json=batch, headers=basic(key))
         assert r.status_code == 200 and r.json() == {"success": True, "rejected": [0]}
+
+
+async def test_websites_may_call_the_tracking_api_cross_origin(settings_kwargs: dict[str, Any]) -> None:
+    async with running_stack(settings_kwargs, consumers=()) as stack, httpx.AsyncClient() as client:
+        key = await stack.create_source(client)
+        origin = {"Origin": "https://shop.example"}
+        preflight = await client.options(
+            f"{stack.base_url}/v1/track",
+            headers={
+                **origin,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type",
+            },
+        )
+        assert preflight.status_code == 200 and preflight.headers["access-control-allow-origin"] == "*"
+        for path, body in (("/v1/track", {"userId": "c", "event": "E"}), ("/v1/batch", {"batch": []})):
+            r = await client.post(stack.base_url + path, json={**body, "writeKey": key}, headers=origin)
+            assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "*"
+        r = await client.post(f"{stack.base_url}/v1/track", json={"event": "E"}, headers=origin)
+        assert r.status_code == 401 and r.headers["access-control-allow-origin"] == "*"
+        admin = await client.get(f"{stack.base_url}/api/sources", headers={**origin, **stack.admin})
+        assert "access-control-allow-origin" not in admin.headers
