@@ -10,7 +10,7 @@ Baselines, same run and machine:
   bare_endpoint  a FastAPI app whose /v1/track only reads the body and answers {"success": true},
                  served the same way (bench/_bare_app.py), hit by the same wrk settings;
   raw_produce    the same event payloads the server would publish, produced with aiokafka and
-                 shared.kafka.make_producer's options (acks=all, linger, gzip, batch size), pipelined.
+                 shared.kafka.make_producer's options (acks=all, linger, compression, batch size), pipelined.
 
     .venv/bin/python bench/ingest.py [--duration 10] [--connections 10,50] [--workers 1]
 """
@@ -390,8 +390,8 @@ def bench(stack: Stack, args: argparse.Namespace, logs: Path) -> dict[str, Any]:
             "rate_limit_per_second": args.rate_limit,
             "producer": {
                 "acks": "all",
-                "linger_ms": 2,
-                "compression": "gzip",
+                "linger_ms": settings.kafka_linger_ms,
+                "compression": settings.kafka_compression,
                 "max_batch_size": 256 * 1024,
                 "idempotence": settings.kafka_idempotence,
             },

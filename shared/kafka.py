@@ -54,8 +54,8 @@ def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
         "bootstrap_servers": settings.kafka_bootstrap_servers,
         "acks": "all",
         "enable_idempotence": settings.kafka_idempotence,
-        "linger_ms": 2,
-        "compression_type": "gzip",
+        "linger_ms": settings.kafka_linger_ms,
+        "compression_type": None if settings.kafka_compression == "none" else settings.kafka_compression,
         "max_batch_size": 256 * 1024,
         "request_timeout_ms": 10_000,
     }

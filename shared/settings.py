@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,6 +26,10 @@ class Settings(BaseSettings):
         default=True,
         description="Idempotent producer; on for real Kafka, off for the embedded broker (it refuses it)",
     )
+    kafka_compression: Literal["zstd", "lz4", "gzip", "snappy", "none"] = Field(
+        default="zstd", description="Producer compression; zstd measured fastest here (Kafka >= 2.1)"
+    )
+    kafka_linger_ms: int = Field(default=2, ge=0, le=1000, description="How long the producer waits to fill a batch")
     topic_prefix: str = Field(default="funnelstream.", pattern=r"^[A-Za-z0-9._-]*$")
     partitions: int = Field(default=12, ge=1, le=10_000, description="Partitions per topic when created")
     health_port: int = Field(
