@@ -91,13 +91,18 @@ async def read_json(request: Request, limit: int) -> tuple[dict[str, Any], int]:
             raise IngestError(400, "body is not valid gzip") from None
     if len(raw) > limit:
         raise IngestError(400, f"body exceeds {limit // 1024} KB")
+    return json_object(raw), len(raw)
+
+
+def json_object(raw: bytes) -> dict[str, Any]:
+    """A body that must be one JSON object; 400 naming what is wrong otherwise."""
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise IngestError(400, "body is not valid JSON") from None
     if not isinstance(data, dict):
         raise IngestError(400, "body must be a JSON object")
-    return data, len(raw)
+    return data
 
 
 def write_key_from(request: Request, body: dict[str, Any]) -> str:

@@ -34,6 +34,7 @@ from services.ingest.api import (
     IngestError,
     StateDep,
     check_rate,
+    json_object,
     parse_message,
     publish,
 )
@@ -117,16 +118,6 @@ async def active_secrets(request: Request, source_id: uuid.UUID | None) -> list[
     except (SQLAlchemyError, OSError) as exc:
         log.warning("webhook secret lookup failed: %s: %s", type(exc).__name__, exc)
         raise IngestError(503, "temporarily unavailable, retry later", headers={"Retry-After": "5"}) from None
-
-
-def json_object(raw: bytes) -> dict[str, Any]:
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise IngestError(400, "body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise IngestError(400, "body must be a JSON object")
-    return data
 
 
 def source_uuid(value: str) -> uuid.UUID | None:
