@@ -197,31 +197,37 @@ async def track_batch(request: Request) -> Response:
     received_at = datetime.now(UTC)
     data, size = await read_json(request, MAX_BATCH_BYTES)
     source_id = await authenticate(state, request, data)
-    try:
-        envelope = BatchRequest.model_validate(data)
+    items = data.get("batch")
+    if not isinstance(items, list):
+        raise IngestError(400, "batch: must be a list of messages", "batch")
+    try:  # the envelope only: every item is validated on its own below
+        envelope = BatchRequest.model_validate({**data, "batch": []})
     except ValidationError as exc:
         first = exc.errors()[0]
         raise IngestError(400, first["msg"], ".".join(str(p) for p in first["loc"])) from None
     events: list[TrackedEvent] = []
     rejected: list[DeadLetter] = []
     indexes: list[int] = []
-    for index, item in enumerate(envelope.batch):
+    for index, item in enumerate(items):
         try:
+            if not isinstance(item, dict):
+                raise IngestError(400, f"batch.{index}: must be a JSON object")
             event_type = item.get("type")
             if event_type not in EVENT_TYPES:
                 raise IngestError(400, f"batch.{index}.type: must be one of {', '.join(EVENT_TYPES)}")
             # Only a body over the event limit can hold an event over it: skip the re-encoding otherwise.
             if size > MAX_EVENT_BYTES and len(orjson.dumps(item)) > MAX_EVENT_BYTES:
                 raise IngestError(400, f"batch.{index}: event exceeds {MAX_EVENT_BYTES // 1024} KB")
-            merged = {**item, "context": {**envelope.context, **(item.get("context") or {})}}
-            message = parse_message(merged, event_type, where=f"batch.{index}.")
+            if envelope.context:
+                item = {**item, "context": {**envelope.context, **(item.get("context") or {})}}
+            message = parse_message(item, event_type, where=f"batch.{index}.")
             events.append(build_event(message, event_type, source_id, received_at, envelope.sentAt))
         except IngestError as exc:
             indexes.append(index)
             rejected.append(
                 DeadLetter(key=None, value=orjson.dumps(item), reason=exc.error, original_topic=state.topics.events)
             )
-    check_rate(state, source_id, len(envelope.batch))
+    check_rate(state, source_id, len(items))
     await publish(state, events, "batch")
     if rejected:
         try:

@@ -13,7 +13,8 @@ MAX_ID = 512
 class SegmentMessage(BaseModel):
     """One identify/track/page/screen/group/alias call as Segment's libraries send it."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    # Segment's libraries accept numeric ids and send them as JSON numbers: coerce them to strings.
+    model_config = ConfigDict(extra="allow", populate_by_name=True, coerce_numbers_to_str=True)
 
     type: Literal["track", "identify", "page", "screen", "group", "alias"] | None = None
     userId: str | None = Field(default=None, max_length=MAX_ID)  # noqa: N815 - Segment's field names
@@ -29,16 +30,6 @@ class SegmentMessage(BaseModel):
     timestamp: datetime | None = None
     sentAt: datetime | None = None  # noqa: N815
     writeKey: str | None = None  # noqa: N815
-
-    @model_validator(mode="before")
-    @classmethod
-    def _ids_as_strings(cls, data: Any) -> Any:
-        # Segment's libraries accept numeric user ids and send them as JSON numbers.
-        if isinstance(data, dict):
-            for key in ("userId", "anonymousId", "previousId", "groupId", "messageId"):
-                if isinstance(data.get(key), int | float) and not isinstance(data.get(key), bool):
-                    data = {**data, key: str(data[key])}
-        return data
 
     @model_validator(mode="after")
     def _check_identity(self) -> SegmentMessage:

@@ -69,3 +69,8 @@ def test_built_events_are_what_validation_would_produce(data: dict[str, object],
     assert validated.timestamp.tzinfo is not None
     assert built.sent_at is None or built.sent_at.tzinfo is not None
     assert decode(TrackedEvent, built.to_bytes()) == validated
+
+
+def test_numeric_ids_are_strings_as_segment_libraries_send_them() -> None:
+    message = SegmentMessage.model_validate({"type": "track", "userId": 42, "event": "E", "messageId": 7.5})
+    assert (message.userId, message.messageId) == ("42", "7.5")
