@@ -96,7 +96,13 @@ class TrackingCORSMiddleware:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and str(scope["path"]).startswith(self.prefixes):
+        # Requests without an Origin header (server-side SDKs, the bulk of tracking traffic) need no
+        # CORS headers; skipping the wrapper saves a send() indirection per request.
+        if (
+            scope["type"] == "http"
+            and str(scope["path"]).startswith(self.prefixes)
+            and any(name == b"origin" for name, _ in scope["headers"])
+        ):
             await self.cors(scope, receive, send)
         else:
             await self.app(scope, receive, send)
