@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.ingest.ratelimit import RateLimiter
@@ -122,7 +123,13 @@ def write_key_from(request: Request, body: dict[str, Any]) -> str:
 
 
 async def authenticate(state: IngestState, request: Request, body: dict[str, Any]) -> uuid.UUID:
-    source_id = await state.sources.source_for(write_key_from(request, body))
+    key = write_key_from(request, body)
+    try:
+        source_id = await state.sources.source_for(key)
+    except (SQLAlchemyError, OSError) as exc:
+        # Unknown keys are looked up in PostgreSQL; while it is unreachable the client must retry.
+        log.warning("write key lookup failed: %s: %s", type(exc).__name__, exc)
+        raise IngestError(503, "temporarily unavailable, retry later", headers={"Retry-After": "5"}) from None
     if source_id is None:
         raise IngestError(401, "unknown or revoked write key", "writeKey")
     return source_id
