@@ -38,3 +38,20 @@ async def test_broker_down_means_503_with_retry_after_within_the_deadline(settin
                 assert 'funnelstream_publish_failures_total{endpoint="track"} 1.0' in metrics
         finally:
             broker.stop()
+
+
+async def test_database_unreachable_for_a_new_key_means_503_not_500(settings_kwargs: dict[str, Any]) -> None:
+    import asyncpg
+
+    from shared.settings import to_libpq_url
+
+    async with running_stack(settings_kwargs, consumers=()) as stack, httpx.AsyncClient(timeout=30) as client:
+        key = await stack.create_source(client)
+        server, _, name = to_libpq_url(settings_kwargs["database_url"]).rpartition("/")
+        conn = await asyncpg.connect(f"{server}/postgres")
+        try:
+            await conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+        r = await client.post(f"{stack.base_url}/v1/track", json={"userId": "x", "event": "E"}, headers=basic(key))
+        assert r.status_code == 503 and r.headers["Retry-After"] == "5", r.text
