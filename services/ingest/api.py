@@ -29,7 +29,7 @@ from services.ingest.schemas import Accepted, BatchRequest, ErrorBody, SegmentMe
 from services.ingest.service import build_event
 from shared.deadletter import DeadLetter, send_dead_letters
 from shared.events import EventType, TrackedEvent
-from shared.kafka import Topics, send_batched
+from shared.kafka import Topics
 from shared.metrics import EVENTS_PUBLISHED, PUBLISH_FAILURES, RATE_LIMITED
 from shared.settings import IngestSettings
 
@@ -159,13 +159,12 @@ async def publish(state: IngestState, events: list[TrackedEvent], endpoint: str)
     try:
         # asyncio.timeout, not wait_for: no extra task per request on the hot path.
         async with asyncio.timeout(state.settings.produce_timeout_seconds):
-            topic = state.topics.events
-            if len(events) == 1:
-                event = events[0]
-                await (await state.producer.send(topic, key=event.lead_key.encode(), value=event.to_bytes()))
+            topic, send = state.topics.events, state.producer.send
+            futures = [await send(topic, key=e.lead_key.encode(), value=e.to_bytes()) for e in events]
+            if len(futures) == 1:
+                await futures[0]
             else:
-                records = [(e.lead_key.encode(), e.to_bytes()) for e in events]
-                await asyncio.gather(*await send_batched(state.producer, topic, records))
+                await asyncio.gather(*futures)
     except Exception as exc:  # noqa: BLE001 - any failure means "not in Kafka": the client must retry
         PUBLISH_FAILURES.labels(endpoint).inc(len(events))
         log.warning("publish of %d events failed: %s: %s", len(events), type(exc).__name__, exc)
