@@ -79,7 +79,8 @@ def is_transient(exc: BaseException) -> bool:
 
 
 class _Stopping(Exception):
-    """Raised out of a retry loop when the runner was told to stop without draining."""
+    """Raised out of a retry loop when the runner must stop: told to stop without draining, or
+    draining for longer than the drain timeout while the error persists. The batch is not committed."""
 
 
 class ConsumerRunner(Generic[T]):
@@ -114,6 +115,8 @@ class ConsumerRunner(Generic[T]):
     def request_stop(self, *, drain: bool = False) -> None:
         """Stop after the in-flight batch; with drain=True, first consume until the lag is zero."""
         self._drain = self._drain or drain
+        if self._drain and self._drain_started is None:
+            self._drain_started = time.monotonic()
         self._stop.set()
 
     @property
@@ -140,7 +143,12 @@ class ConsumerRunner(Generic[T]):
                 if records:
                     async with self._lock:
                         started = time.perf_counter()
-                        await self._process(records)
+                        try:
+                            await self._process(records)
+                        except _Stopping as exc:
+                            # Nothing of this batch is committed: the group's next owner re-reads it.
+                            log.warning("%s stops with an uncommitted batch: %s", self.handler.name, exc.__cause__)
+                            break
                         await self._commit(consumer, batch)
                         BATCH_SECONDS.labels(self.handler.name).observe(time.perf_counter() - started)
                 now = time.monotonic()
@@ -154,13 +162,14 @@ class ConsumerRunner(Generic[T]):
             await consumer.stop()
             log.info("%s stopped; lag left %d", self.handler.name, self.total_lag)
 
+    def _drain_overdue(self) -> bool:
+        return self._drain_started is not None and time.monotonic() - self._drain_started > self.drain_timeout
+
     def _drained(self) -> bool:
         if self.total_lag == 0:
             log.info("%s drained to zero lag", self.handler.name)
             return True
-        now = time.monotonic()
-        self._drain_started = self._drain_started or now
-        if now - self._drain_started > self.drain_timeout:
+        if self._drain_overdue():
             log.warning(
                 "%s gave up draining after %.0fs with lag %d", self.handler.name, self.drain_timeout, self.total_lag
             )
@@ -234,7 +243,9 @@ class ConsumerRunner(Generic[T]):
 
     async def _retrying(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
         def give_up(_state: RetryCallState) -> bool:
-            return self._stop.is_set() and not self._drain
+            if not self._stop.is_set():
+                return False
+            return not self._drain or self._drain_overdue()
 
         def log_retry(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None

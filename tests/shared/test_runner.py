@@ -153,3 +153,31 @@ async def _committed(e: Env, group: str) -> dict[int, int]:
         return {tp.partition: (await consumer.committed(tp)) or 0 for tp in parts}
     finally:
         await consumer.stop()
+
+
+class DownHandler(ScoringHandler):
+    """Scoring while the database stays unreachable."""
+
+    attempts = 0
+
+    async def apply(self, session: AsyncSession, items: Sequence[TrackedEvent]) -> list[Outgoing]:
+        self.attempts += 1
+        raise ConnectionRefusedError("database unreachable")
+
+
+async def test_stop_during_an_outage_exits_cleanly_without_committing(settings_kwargs: dict[str, Any]) -> None:
+    async with env(settings_kwargs) as e:
+        await e.send(event("eve"))
+        for drain in (False, True):
+            handler = DownHandler(e.topics)
+            runner = e.runner(handler, drain_timeout=1.0)
+            task = asyncio.create_task(runner.run())
+            await eventually(lambda h=handler: _at_least(h.attempts, 2), what="retrying")  # type: ignore[misc]
+            runner.request_stop(drain=drain)
+            await asyncio.wait_for(task, 30)  # returns, does not raise
+            assert await e.score("eve") is None
+            assert sum((await _committed(e, runner.group_id)).values()) == 0
+
+
+async def _at_least(value: int, minimum: int) -> bool:
+    return value >= minimum
