@@ -207,6 +207,7 @@ async def track_batch(request: Request) -> Response:
     items = data.get("batch")
     if not isinstance(items, list):
         raise IngestError(400, "batch: must be a list of messages", "batch")
+    check_rate(state, source_id, len(items))  # before any per-event work
     try:  # the envelope only: every item is validated on its own below
         envelope = BatchRequest.model_validate({**data, "batch": []})
     except ValidationError as exc:
@@ -234,7 +235,6 @@ async def track_batch(request: Request) -> Response:
             rejected.append(
                 DeadLetter(key=None, value=orjson.dumps(item), reason=exc.error, original_topic=state.topics.events)
             )
-    check_rate(state, source_id, len(items))
     await publish(state, events, "batch")
     if rejected:
         try:
