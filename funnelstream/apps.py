@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from funnelstream import __version__
 from funnelstream.migrate import wait_for_schema
 from services.admin.api import admin_router
+from services.admin.webhook_endpoints import webhook_endpoints_router
 from services.admin.webhook_secrets import webhook_secrets_router
 from services.ingest.api import IngestError, IngestState, TrackingFastPath, ingest_error_handler, tracking_router
 from services.ingest.browser import TrackingCORSMiddleware, browser_router
@@ -89,6 +90,7 @@ def create_app(*, ingest: IngestSettings | None = None, admin: AdminSettings | N
     if admin is not None:
         app.include_router(admin_router())
         app.include_router(webhook_secrets_router())
+        app.include_router(webhook_endpoints_router())
 
         @app.get("/", include_in_schema=False)
         async def home() -> HTMLResponse:

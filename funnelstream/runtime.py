@@ -21,6 +21,7 @@ from services.scoring.retention import retention_loop
 from shared.db import make_engine, make_sessionmaker
 from shared.health import broker_check, database_check, health_router
 from shared.kafka import Topics, make_producer
+from shared.outbox import delivery_loop
 from shared.runner import ConsumerRunner, Handler
 from shared.settings import AdminSettings, IngestSettings, NurtureSettings, ScoringSettings, Settings, load_settings
 
@@ -83,9 +84,14 @@ CONSUMERS: dict[str, tuple[type[Settings], Callable[[Settings], Handler[Any]]]] 
 def background_tasks(
     name: str, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> list[asyncio.Task[None]]:
-    """Periodic work that rides along with a consumer process (retention with scoring)."""
+    """Periodic work that rides along with a consumer process (retention and webhook delivery with scoring).
+
+    Stopped by cancellation: a delivery cut short mid-POST is retried once its lease expires."""
     if name == "scoring" and isinstance(settings, ScoringSettings):
-        return [asyncio.create_task(retention_loop(sessionmaker, settings), name="retention")]
+        return [
+            asyncio.create_task(retention_loop(sessionmaker, settings), name="retention"),
+            asyncio.create_task(delivery_loop(settings, sessionmaker, asyncio.Event()), name="webhooks"),
+        ]
     return []
 
 

@@ -104,3 +104,6 @@ class ProcessedEvent(Base):
     processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     __table_args__ = (Index("ix_processed_events_processed_at", "processed_at"),)
+
+
+import shared.webhook_models  # noqa: E402, F401 - registers the outgoing webhook tables

@@ -79,6 +79,12 @@ class ScoringSettings(Settings):
         default=24, gt=0, description="How long applied event ids are remembered to skip redeliveries"
     )
     retention_interval_seconds: float = Field(default=3600, gt=0)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=120, description="Deadline of one webhook POST")
+    webhook_max_attempts: int = Field(default=12, ge=1, le=100, description="Attempts before a delivery fails")
+    webhook_poll_seconds: float = Field(default=1.0, gt=0, le=3600, description="How often due deliveries are sent")
+    webhook_backoff_seconds: float = Field(
+        default=10.0, gt=0, le=3600, description="Wait after the first failure; doubles per attempt, at most 1 h"
+    )
 
 
 class NurtureSettings(Settings):
