@@ -181,7 +181,7 @@ class Dev:
             for name, settings in consumers.items()
         }
         runner_tasks = {name: asyncio.create_task(r.run(), name=name) for name, r in runners.items()}
-        extra = [t for name, s in consumers.items() for t in background_tasks(name, s, sessionmaker)]
+        extra = [t for name, s in consumers.items() for t in background_tasks(name, s, sessionmaker, producer)]
         server = make_server(create_app(ingest=ingest, admin=admin), self.host, self.port)
         try:
             server_task = await start_server(server)

@@ -138,7 +138,12 @@ class EmbeddedPostgres:
     def _ready(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
             raise RuntimeError(f"PostgreSQL exited with {self.proc.returncode}; see {self.run_dir / 'postgres.log'}")
-        return port_open("127.0.0.1", self.port) and (self.data_dir / "postmaster.pid").exists()
+        # The postmaster writes "ready" into its pid file once it accepts connections (not during recovery).
+        try:
+            status = (self.data_dir / "postmaster.pid").read_text().splitlines()
+        except OSError:
+            return False
+        return any(line.strip() == "ready" for line in status) and port_open("127.0.0.1", self.port)
 
     def _stop_leftover_postmaster(self) -> None:
         """pg_ctl-style servers daemonise; a postmaster left from a killed run would hold the data dir."""

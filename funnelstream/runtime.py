@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 import uvicorn
+from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -17,6 +18,7 @@ from funnelstream.apps import create_app
 from funnelstream.migrate import wait_for_schema
 from services.nurture.handlers import NurtureHandler
 from services.scoring.handlers import ScoringHandler
+from services.scoring.rescore import rescore_loop, tick_loop
 from services.scoring.retention import retention_loop
 from shared.db import make_engine, make_sessionmaker
 from shared.health import broker_check, database_check, health_router
@@ -82,15 +84,19 @@ CONSUMERS: dict[str, tuple[type[Settings], Callable[[Settings], Handler[Any]]]] 
 
 
 def background_tasks(
-    name: str, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+    name: str, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], producer: AIOKafkaProducer
 ) -> list[asyncio.Task[None]]:
-    """Periodic work that rides along with a consumer process (retention and webhook delivery with scoring).
+    """Periodic work that rides along with a consumer process: with scoring, retention, webhook delivery,
+    rescoring after a rule-set change and the scoring tick.
 
-    Stopped by cancellation: a delivery cut short mid-POST is retried once its lease expires."""
+    Stopped by cancellation: a delivery cut short mid-POST is retried once its lease expires, and a
+    rescore chunk cut short is rolled back and done again."""
     if name == "scoring" and isinstance(settings, ScoringSettings):
         return [
             asyncio.create_task(retention_loop(sessionmaker, settings), name="retention"),
             asyncio.create_task(delivery_loop(settings, sessionmaker, asyncio.Event()), name="webhooks"),
+            asyncio.create_task(rescore_loop(settings, sessionmaker, producer), name="rescore"),
+            asyncio.create_task(tick_loop(settings, producer), name="tick"),
         ]
     return []
 
@@ -104,7 +110,7 @@ async def run_consumer(name: str, settings: Settings, host: str = "0.0.0.0") -> 
     await producer.start()
     sessionmaker = make_sessionmaker(engine)
     runner = ConsumerRunner(settings, make_handler(settings), sessionmaker, producer)
-    extra = background_tasks(name, settings, sessionmaker)
+    extra = background_tasks(name, settings, sessionmaker, producer)
     checks = {"database": database_check(engine), "broker": broker_check(producer)}
     health = FastAPI(title=f"FunnelStream {name} health")
     health.include_router(health_router(lambda: checks))

@@ -68,18 +68,54 @@ class TrackedEvent(EventModel):
         return self.user_id or self.anonymous_id or self.message_id
 
 
-class LeadChanged(EventModel):
-    """A lead's score or stage changed. Topic `lead-changes`, emitted by scoring."""
+class LeadScoreChanged(EventModel):
+    """A lead's score or grade changed (`lead.score_changed`). Topic `lead-changes`, emitted by scoring."""
 
     topic: ClassVar[str] = "lead-changes"
     schema_version: Literal[1] = 1
+    type: Literal["lead.score_changed"] = "lead.score_changed"
     lead_id: uuid.UUID
     user_id: str | None = None
     score: Decimal
+    fit: Decimal
+    engagement: Decimal
+    grade: str
+    previous_score: Decimal | None = None
+    previous_grade: str | None = None
+    stages: dict[str, str] = Field(default_factory=dict)
+    rule_set_version: int
+    cause_event_id: uuid.UUID | None = None
+    occurred_at: datetime = Field(description="Event time of the change")
+
+
+class LeadStageChanged(EventModel):
+    """A lead moved between stages of a funnel model (`lead.stage_changed`). Topic `lead-changes`."""
+
+    topic: ClassVar[str] = "lead-changes"
+    schema_version: Literal[1] = 1
+    type: Literal["lead.stage_changed"] = "lead.stage_changed"
+    lead_id: uuid.UUID
+    user_id: str | None = None
+    model: str
     stage: str
     previous_stage: str | None = None
-    cause_event_id: uuid.UUID
-    occurred_at: datetime
+    kind: str = Field(description="entry, exit, sales, merge or rescore")
+    reason: str | None = None
+    rule_set_version: int
+    cause_event_id: uuid.UUID | None = None
+    occurred_at: datetime = Field(description="Event time of the change")
+
+
+LeadChange = LeadScoreChanged | LeadStageChanged
+
+
+class ScoringTick(EventModel):
+    """The passing of time, as an event on the `events` topic: scoring makes due time-driven changes."""
+
+    topic: ClassVar[str] = "events"
+    schema_version: Literal[1] = 1
+    kind: Literal["tick"] = "tick"
+    tick_at: datetime
 
 
 M = TypeVar("M", bound=EventModel)
@@ -87,6 +123,11 @@ M = TypeVar("M", bound=EventModel)
 
 def decode(model: type[M], raw: bytes | None) -> M:
     """Parse one message of `model`'s topic; raise InvalidMessage naming what is wrong."""
+    return decode_data(model, load(raw))
+
+
+def load(raw: bytes | None) -> dict[str, Any]:
+    """A message's JSON object, or InvalidMessage."""
     if raw is None:
         raise InvalidMessage("empty message value")
     try:
@@ -95,6 +136,11 @@ def decode(model: type[M], raw: bytes | None) -> M:
         raise InvalidMessage(f"not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidMessage("message is not a JSON object")
+    return data
+
+
+def decode_data(model: type[M], data: dict[str, Any]) -> M:
+    """Validate an already parsed message of `model`'s topic, upcasting the previous version."""
     version = data.get("schema_version")
     current = model.model_fields["schema_version"].default
     if version != current:
@@ -125,3 +171,22 @@ def register_upcaster(topic: str, from_version: int, upcast: Upcaster) -> None:
 def derived_id(*parts: object) -> uuid.UUID:
     """A stable id derived from other ids, so that reprocessing yields the same id."""
     return uuid.uuid5(EVENT_NAMESPACE, "\x1f".join(str(p) for p in parts))
+
+
+def decode_lead_change(raw: bytes | None) -> LeadChange:
+    """A message of the `lead-changes` topic, by its `type`."""
+    data = load(raw)
+    kind = data.get("type")
+    if kind == "lead.score_changed":
+        return decode_data(LeadScoreChanged, data)
+    if kind == "lead.stage_changed":
+        return decode_data(LeadStageChanged, data)
+    raise InvalidMessage(f"type: unknown lead change {kind!r}")
+
+
+def decode_scoring_input(raw: bytes | None) -> TrackedEvent | ScoringTick:
+    """A message of the `events` topic: a tracked event or a scoring tick."""
+    data = load(raw)
+    if data.get("kind") == "tick":
+        return decode_data(ScoringTick, data)
+    return decode_data(TrackedEvent, data)

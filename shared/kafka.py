@@ -12,14 +12,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
-from shared.events import LeadChanged, TrackedEvent
+from shared.events import LeadScoreChanged, TrackedEvent
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
 DEAD_LETTER = "dead-letter"
 # Every topic the product uses, without prefix.
-TOPICS: tuple[str, ...] = (TrackedEvent.topic, LeadChanged.topic, DEAD_LETTER)
+TOPICS: tuple[str, ...] = (TrackedEvent.topic, LeadScoreChanged.topic, DEAD_LETTER)
 TOPIC_ALREADY_EXISTS = 36
 
 
@@ -38,7 +38,7 @@ class Topics:
 
     @property
     def lead_changes(self) -> str:
-        return self.name(LeadChanged.topic)
+        return self.name(LeadScoreChanged.topic)
 
     @property
     def dead_letter(self) -> str:

@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import DateTime, ForeignKey, Index, Numeric, String, Text, func, text
+from sqlalchemy import DateTime, Float, ForeignKey, Index, Integer, Numeric, String, Text, func, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -43,11 +43,26 @@ class Lead(Base):
     # Event time of each trait's current value: traits merge last-write-wins per trait by event time.
     trait_times: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     merged_into: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    # Scoring (services/scoring/engine.py): fit and engagement as of engagement_at, the grade, the stage
+    # per funnel model, the rest of the engine's state, and when time alone changes something next.
+    fit: Mapped[float] = mapped_column(Float, server_default=text("0"))
+    engagement: Mapped[float] = mapped_column(Float, server_default=text("0"))
+    engagement_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    grade: Mapped[str] = mapped_column(String(2), server_default=text("'D4'"))
+    stages: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    score_state: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    next_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    rule_set_version: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     last_seen_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
-    __table_args__ = (Index("ix_leads_anonymous_retention", "updated_at", postgresql_where=text("user_id IS NULL")),)
+    __table_args__ = (
+        Index("ix_leads_anonymous_retention", "updated_at", postgresql_where=text("user_id IS NULL")),
+        Index("ix_leads_next_due_at", "next_due_at", postgresql_where=text("next_due_at IS NOT NULL")),
+        Index("ix_leads_stage", "stage"),
+        Index("ix_leads_rule_set_version", "rule_set_version"),
+    )
 
 
 class LeadIdentity(Base):
@@ -106,4 +121,5 @@ class ProcessedEvent(Base):
     __table_args__ = (Index("ix_processed_events_processed_at", "processed_at"),)
 
 
+import shared.scoring_models  # noqa: E402, F401 - registers the scoring tables
 import shared.webhook_models  # noqa: E402, F401 - registers the outgoing webhook tables

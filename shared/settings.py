@@ -79,6 +79,11 @@ class ScoringSettings(Settings):
         default=24, gt=0, description="How long applied event ids are remembered to skip redeliveries"
     )
     retention_interval_seconds: float = Field(default=3600, gt=0)
+    tick_seconds: float = Field(
+        default=60, gt=0, description="How often the scoring tick (inactivity, decay crossing thresholds) is published"
+    )
+    rescore_chunk: int = Field(default=200, ge=1, le=10000, description="Leads rebuilt per transaction in a rescore")
+    rescore_poll_seconds: float = Field(default=2.0, gt=0, description="How often to look for leads to rescore")
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=120, description="Deadline of one webhook POST")
     webhook_max_attempts: int = Field(default=12, ge=1, le=100, description="Attempts before a delivery fails")
     webhook_poll_seconds: float = Field(default=1.0, gt=0, le=3600, description="How often due deliveries are sent")

@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import orjson
 import pytest
 
 from funnelstream.embedded import EmbeddedBroker, EmbeddedPostgres
 from funnelstream.migrate import upgrade
 from shared.settings import to_libpq_url
+from tests.helpers import COUNTING_RULES
 
 
 def with_database(url: str, name: str) -> str:
@@ -58,6 +60,21 @@ def template_db(pg_server: str) -> str:
 
     asyncio.run(create())
     upgrade(with_database(pg_server, name))
+
+    async def counting_rules() -> None:
+        conn = await asyncpg.connect(to_libpq_url(with_database(pg_server, name)))
+        try:
+            await conn.execute(
+                "INSERT INTO rule_sets (rules, status, note, activated_at) VALUES ($1::jsonb, 'active', $2, now())",
+                orjson.dumps(COUNTING_RULES).decode(),
+                "tests: one point per human event",
+            )
+        finally:
+            await conn.close()
+
+    # Tests of identity, ingest and delivery count events through the score: one point per human
+    # event, no decay. Tests of scoring itself activate the rule set they are about.
+    asyncio.run(counting_rules())
     return name
 
 

@@ -29,6 +29,16 @@ from shared.settings import AdminSettings, IngestSettings, ScoringSettings, Sett
 
 T = TypeVar("T")
 
+# One point per human event of any type, no decay; the B2B model's first two stages.
+COUNTING_RULES: dict[str, Any] = {
+    "behaviour": [{"id": "any-event", "type": None, "points": 1}],
+    "half_life_days": None,
+    "models": [
+        {"name": "b2b", "stages": [{"name": "visitor"}, {"name": "lead", "entry": {"all": [{"kind": "known"}]}}]}
+    ],
+    "primary_model": "b2b",
+}
+
 
 def basic(write_key: str) -> dict[str, str]:
     """The Authorization header Segment's libraries send: write key as user, empty password."""

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from aiokafka import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.events import LeadChanged, decode
+from shared.events import LeadChange, decode_lead_change
 from shared.kafka import Topics
 from shared.runner import Outgoing
 
@@ -23,8 +23,8 @@ class NurtureHandler:
     def topics(self, topics: Topics) -> list[str]:
         return [topics.lead_changes]
 
-    def decode(self, record: ConsumerRecord) -> LeadChanged:
-        return decode(LeadChanged, record.value)
+    def decode(self, record: ConsumerRecord) -> LeadChange:
+        return decode_lead_change(record.value)
 
-    async def apply(self, session: AsyncSession, items: Sequence[LeadChanged]) -> list[Outgoing]:
+    async def apply(self, session: AsyncSession, items: Sequence[LeadChange]) -> list[Outgoing]:
         return []

@@ -1,13 +1,19 @@
-"""What the scoring consumer does with a batch of tracked events.
+"""What the scoring consumer does with a batch of tracked events and ticks.
 
 Identity (see shared/HARD-PARTS.md): events are keyed by user id, else anonymous id, so a visitor's
 anonymous events and their identified events may sit on different partitions and be consumed by
 different processes. Every identity lives in `lead_identities` and points at one live lead. When an
 event shows two identities are one person (identify with both ids, alias, a shared email), the
-anonymous lead folds into the known one: identities, history, score and traits move, the merge is
-recorded in `lead_merges`, and the folded lead keeps only `merged_into`. A late anonymous event
-resolves through the moved identity to the known lead. If another consumer merges a lead while this
-batch works on it, the row lock makes this batch wait, see `merged_into`, and follow it.
+anonymous lead folds into the known one: identities, history, ledger, stage history and score move,
+the merge is recorded in `lead_merges`, and the folded lead keeps only `merged_into`. If another
+consumer merges a lead while this batch works on it, the row lock makes this batch wait, see
+`merged_into`, and follow it.
+
+Scoring: the batch's events go into `lead_events` first; only ids new there are scored, so a
+redelivered or replayed event changes nothing even after the dedup window. Each lead's events are
+applied in order by the pure engine; a lead scored under an older rule-set version is rebuilt from its
+history instead. Then one UPDATE for all leads, one INSERT each for ledger and stage history, the
+outgoing webhooks in the outbox, and `lead.score_changed` / `lead.stage_changed` on `lead-changes`.
 """
 
 from __future__ import annotations
@@ -15,67 +21,112 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from aiokafka import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.scoring import repository
-from services.scoring.repository import LeadUpdate
-from services.scoring.service import (
-    EventPlan,
-    Identity,
-    LeadDelta,
-    fold_direction,
-    merge_traits,
-    next_stage,
-    plan_batch,
+from services.scoring import accounts, repository
+from services.scoring.engine import Effects, LeadState, Scorer, score_of
+from services.scoring.replay import activity_of, rebuild, state_of, write_of
+from services.scoring.repository import HistoryRow, LeadRow, LedgerRow
+from services.scoring.rulebook import ActiveRules
+from services.scoring.service import EventPlan, Identity, fold_direction, plan_batch
+from shared import outbox
+from shared.events import (
+    LeadScoreChanged,
+    LeadStageChanged,
+    ScoringTick,
+    TrackedEvent,
+    decode_scoring_input,
+    derived_id,
 )
-from shared.events import LeadChanged, TrackedEvent, decode, derived_id
 from shared.kafka import Topics
 from shared.runner import Outgoing
 
 log = logging.getLogger(__name__)
 MAX_REDIRECTS = 5
+TICK_LEADS = 5000  # leads with due time-driven changes handled per tick
+
+
+@dataclass
+class Work:
+    """One batch's leads: locked rows, engine states and effects."""
+
+    rows: dict[uuid.UUID, LeadRow] = field(default_factory=dict)
+    states: dict[uuid.UUID, LeadState] = field(default_factory=dict)
+    effects: dict[uuid.UUID, Effects] = field(default_factory=dict)
+    cause: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)
+    seen: dict[uuid.UUID, datetime] = field(default_factory=dict)
+    rebuilt: set[uuid.UUID] = field(default_factory=set)
+    fresh: set[uuid.UUID] = field(default_factory=set)
+
+    def fx(self, lead: uuid.UUID) -> Effects:
+        return self.effects.setdefault(lead, Effects())
 
 
 class ScoringHandler:
-    """Folds tracked events into leads; emits one LeadChanged per changed lead and batch."""
+    """Folds tracked events into leads' scores and stages."""
 
     name = "scoring"
 
-    def __init__(self, topics: Topics) -> None:
+    def __init__(self, topics: Topics, rules: ActiveRules | None = None, tick_leads: int = TICK_LEADS) -> None:
         self._out = topics
+        self.rules = rules or ActiveRules()
+        self.tick_leads = tick_leads
 
     def topics(self, topics: Topics) -> list[str]:
         return [topics.events]
 
-    def decode(self, record: ConsumerRecord) -> TrackedEvent:
-        return decode(TrackedEvent, record.value)
+    def decode(self, record: ConsumerRecord) -> TrackedEvent | ScoringTick:
+        return decode_scoring_input(record.value)
 
-    async def apply(self, session: AsyncSession, items: Sequence[TrackedEvent]) -> list[Outgoing]:
-        plans = plan_batch(list(items))
-        leads = await self._resolve(session, plans)
-        placed = await self._link(session, plans, leads)
-        changed = await self._update(session, placed)
-        await repository.insert_events(session, [(plan.event, lead) for plan, lead in placed])
-        return self._emit(changed, placed)
+    async def apply(self, session: AsyncSession, items: Sequence[TrackedEvent | ScoringTick]) -> list[Outgoing]:
+        scorer = await self.rules.get(session)
+        events = [i for i in items if isinstance(i, TrackedEvent)]
+        ticks = [i for i in items if isinstance(i, ScoringTick)]
+        work = Work()
+        plans = plan_batch(events)
+        leads, created = await self._resolve(session, plans)
+        placed = await self._link(session, scorer, plans, leads, work)
+        await self._lock(session, placed, work)
+        fresh = await repository.insert_events(session, [(plan.event, lead) for plan, lead in placed])
+        await self._score(session, scorer, placed, fresh, created, work)
+        work.fresh = fresh
+        for tick in ticks:
+            await self._tick(session, scorer, tick, work)
+        await accounts.join(
+            session,
+            [
+                (p.event.group_id, lead, p.event.traits)
+                for p, lead in placed
+                if p.event.type == "group" and p.event.group_id
+            ],
+        )
+        return await self._write(session, scorer, work)
 
-    async def _resolve(self, session: AsyncSession, plans: list[EventPlan]) -> dict[Identity, uuid.UUID]:
+    # -- identity --------------------------------------------------------------------------------
+    async def _resolve(
+        self, session: AsyncSession, plans: list[EventPlan]
+    ) -> tuple[dict[Identity, uuid.UUID], set[uuid.UUID]]:
         """Every identity the batch mentions, creating leads for unknown primary identities."""
         wanted = {p.primary for p in plans} | {link.identity for p in plans for link in p.links}
         leads = await repository.find_leads(session, wanted)
-        missing: dict[Identity, str | None] = {}
-        for plan in plans:
-            if plan.primary not in leads:
-                missing[plan.primary] = missing.get(plan.primary) or plan.email
+        missing = {p.primary for p in plans if p.primary not in leads}
+        created: set[uuid.UUID] = set()
         if missing:
-            await repository.create_leads(session, missing)
+            created = await repository.create_leads(session, missing)
             leads.update(await repository.find_leads(session, missing))
-        return leads
+        return leads, created
 
     async def _link(
-        self, session: AsyncSession, plans: list[EventPlan], leads: dict[Identity, uuid.UUID]
+        self,
+        session: AsyncSession,
+        scorer: Scorer,
+        plans: list[EventPlan],
+        leads: dict[Identity, uuid.UUID],
+        work: Work,
     ) -> list[tuple[EventPlan, uuid.UUID]]:
         """Attach or merge linked identities in event order; return each event with its lead."""
         placed = []
@@ -101,8 +152,7 @@ class ScoringHandler:
                         log.info("not merging leads %s and %s on %s: both are known users", lead, other, link.reason)
                     continue
                 source, target = direction
-                if await repository.merge(session, source, target, link.reason, plan.event.event_id):
-                    log.info("merged lead %s into %s (%s)", source, target, link.reason)
+                await self._merge(session, scorer, rows[source], rows[target], link.reason, plan.event, work)
                 for identity, owner in list(leads.items()):
                     if owner == source:
                         leads[identity] = target
@@ -110,10 +160,21 @@ class ScoringHandler:
             placed.append((plan, lead))
         return placed
 
-    async def _update(
-        self, session: AsyncSession, placed: list[tuple[EventPlan, uuid.UUID]]
-    ) -> list[repository.ChangedLead]:
-        """Lock the batch's leads, follow merges made meanwhile by other consumers, write one update."""
+    async def _merge(
+        self, session: AsyncSession, scorer: Scorer, source: LeadRow, target: LeadRow, reason: str,
+        event: TrackedEvent, work: Work,
+    ) -> None:  # fmt: skip
+        if source.merged_into is not None or target.merged_into is not None:
+            return  # another consumer merged one of them first; the batch follows merged_into later
+        await repository.move_to(session, source.lead_id, target.lead_id, reason, event.event_id)
+        into, other = state_of(scorer, target), state_of(scorer, source)
+        scorer.merge(into, other, event.timestamp, event.event_id, work.fx(target.lead_id))
+        seen = max((t for t in (target.last_seen_at, source.last_seen_at) if t), default=None)
+        await repository.write_leads(session, [write_of(scorer, target, into, seen)])
+        log.info("merged lead %s into %s (%s)", source.lead_id, target.lead_id, reason)
+
+    async def _lock(self, session: AsyncSession, placed: list[tuple[EventPlan, uuid.UUID]], work: Work) -> None:
+        """Lock the batch's leads, following merges made meanwhile by other consumers."""
         for _ in range(MAX_REDIRECTS):
             rows = await repository.lock_leads(session, {lead for _, lead in placed})
             moved = {lead for lead, row in rows.items() if row.merged_into is not None}
@@ -121,31 +182,147 @@ class ScoringHandler:
                 break
             redirect = {lead: await repository.live_lead(session, lead) for lead in moved}
             placed[:] = [(plan, redirect.get(lead, lead)) for plan, lead in placed]
-        deltas: dict[uuid.UUID, LeadDelta] = {}
-        for plan, lead in placed:
-            deltas.setdefault(lead, LeadDelta(last_event_id=plan.event.event_id)).add(plan)
-        updates = []
-        for lead, delta in deltas.items():
-            row = rows[lead]
-            traits, times = merge_traits(row.traits, row.trait_times, delta.traits, delta.trait_times)
-            email = delta.email or row.email
-            stage = next_stage(row.stage, known=bool(row.user_id or email))
-            updates.append(LeadUpdate(lead, delta.points, email, traits, times, stage, delta.last_seen_at))
-        return await repository.update_leads(session, updates)
+        work.rows.update(rows)
 
-    def _emit(self, changed: list[repository.ChangedLead], placed: list[tuple[EventPlan, uuid.UUID]]) -> list[Outgoing]:
-        cause = {lead: plan.event.event_id for plan, lead in placed}  # the last event per lead
-        now = datetime.now(UTC)
-        out = []
-        for lead in changed:
-            message = LeadChanged(
-                event_id=derived_id("lead-changed", cause[lead.lead_id], lead.lead_id),
-                lead_id=lead.lead_id,
-                user_id=lead.user_id,
-                score=lead.score,
-                stage=lead.stage,
-                cause_event_id=cause[lead.lead_id],
-                occurred_at=now,
-            )
-            out.append(Outgoing(self._out.lead_changes, lead.lead_id.bytes, message.to_bytes()))
+    # -- scoring ---------------------------------------------------------------------------------
+    async def _score(
+        self, session: AsyncSession, scorer: Scorer, placed: list[tuple[EventPlan, uuid.UUID]],
+        fresh: set[uuid.UUID], created: set[uuid.UUID], work: Work,
+    ) -> None:  # fmt: skip
+        stale = [
+            lead for lead, row in work.rows.items() if row.rule_set_version != scorer.version and lead not in created
+        ]
+        if stale:
+            await self._rebuild(session, scorer, stale, max(p.event.timestamp for p, _ in placed), work)
+        for plan, lead in placed:
+            event = plan.event
+            seen = work.seen.get(lead)
+            if seen is None or event.timestamp > seen:
+                work.seen[lead] = event.timestamp
+            if event.event_id not in fresh or lead in work.rebuilt:
+                continue
+            state = work.states.get(lead)
+            if state is None:
+                state = work.states[lead] = state_of(scorer, work.rows[lead])
+            scorer.apply(state, activity_of(event), work.fx(lead))
+            work.cause[lead] = event.event_id
+
+    async def _rebuild(
+        self, session: AsyncSession, scorer: Scorer, leads: list[uuid.UUID], until: datetime, work: Work
+    ) -> None:
+        """Leads last scored under another rule-set version: replay their history under this one."""
+        events = await repository.history(session, leads)
+        await repository.replace_ledger(session, leads)
+        for lead in leads:
+            fx = work.effects[lead] = Effects()
+            work.states[lead] = rebuild(scorer, work.rows[lead], events.get(lead, []), until, fx)
+            work.rebuilt.add(lead)
+
+    async def _tick(self, session: AsyncSession, scorer: Scorer, tick: ScoringTick, work: Work) -> None:
+        """Time-driven changes due by the tick's time: inactivity points, decay crossing thresholds."""
+        due = await repository.due_leads(session, tick.tick_at, self.tick_leads)
+        for lead, row in due.items():
+            work.rows.setdefault(lead, row)
+        stale = [
+            lead for lead, row in due.items() if row.rule_set_version != scorer.version and lead not in work.states
+        ]
+        if stale:
+            await self._rebuild(session, scorer, stale, tick.tick_at, work)
+        for lead in due:
+            state = work.states.get(lead)
+            if state is None:
+                state = work.states[lead] = state_of(scorer, work.rows[lead])
+            scorer.advance(state, tick.tick_at, work.fx(lead))
+        if due:
+            log.info("tick %s: %d leads with due time-driven changes", tick.tick_at.isoformat(), len(due))
+
+    # -- writing ---------------------------------------------------------------------------------
+    async def _write(self, session: AsyncSession, scorer: Scorer, work: Work) -> list[Outgoing]:
+        writes, ledger, history, out, hooks = [], [], [], [], []
+        for lead, state in work.states.items():
+            row = work.rows[lead]
+            writes.append(write_of(scorer, row, state, work.seen.get(lead)))
+            fx = work.effects.get(lead, Effects())
+            ledger += [LedgerRow(lead, e.rule_id, e.kind, e.points, e.event_id, e.at) for e in fx.ledger]
+            cause = work.cause.get(lead)
+            history += [
+                HistoryRow(lead, c.model, c.from_stage, c.to_stage, c.kind, c.reason, c.details, c.cause_event_id, c.at)
+                for c in fx.stage_changes
+            ]
+            announce = fx.stage_changes
+            if lead in work.rebuilt:
+                # Backdated transitions of a rebuild stay quiet; what this batch's own events did is news.
+                announce = [c for c in fx.stage_changes if c.cause_event_id in work.fresh]
+                fx.sales_stages = [c for c in fx.sales_stages if c.cause_event_id in work.fresh]
+                fx.alerts = [a for a in fx.alerts if a.cause_event_id in work.fresh]
+            for c in announce:
+                message = LeadStageChanged(
+                    event_id=_change_id("stage", lead, c.model, c.to_stage, c.at, c.cause_event_id),
+                    lead_id=lead,
+                    user_id=row.user_id or state.user_id,
+                    model=c.model,
+                    stage=c.to_stage,
+                    previous_stage=c.from_stage,
+                    kind=c.kind,
+                    reason=c.reason,
+                    rule_set_version=scorer.version,
+                    cause_event_id=c.cause_event_id,
+                    occurred_at=c.at,
+                )
+                out.append(Outgoing(self._out.lead_changes, lead.bytes, message.to_bytes()))
+                hooks.append(("lead.stage_changed", message.model_dump(mode="json"), message.event_id))
+            for c in fx.sales_stages:
+                payload = _lead_payload(scorer, lead, state, c.at) | {"model": c.model, "stage": c.to_stage}
+                hooks.append(
+                    ("lead.mql", payload, _change_id("mql", lead, c.model, c.to_stage, c.at, c.cause_event_id))
+                )
+            for alert in fx.alerts:
+                payload = _lead_payload(scorer, lead, state, alert.at) | {"alert": alert.rule_id}
+                hooks.append(("lead.attention", payload, _change_id("alert", lead, alert.rule_id, alert.at, None)))
+            at = state.as_of or state.checked_at
+            score, fit, engagement = score_of(scorer, state, at) if at else (row.score, 0, 0)
+            if at is not None and (score != row.score or state.grade != row.grade or lead in work.rebuilt):
+                scored = LeadScoreChanged(
+                    event_id=_change_id("score", lead, score, state.grade, at, cause),
+                    lead_id=lead,
+                    user_id=row.user_id or state.user_id,
+                    score=score,
+                    fit=fit,
+                    engagement=engagement,
+                    grade=state.grade,
+                    previous_score=row.score,
+                    previous_grade=row.grade,
+                    stages=state.stages,
+                    rule_set_version=scorer.version,
+                    cause_event_id=cause,
+                    occurred_at=at,
+                )
+                out.append(Outgoing(self._out.lead_changes, lead.bytes, scored.to_bytes()))
+        await repository.write_leads(session, writes)
+        await repository.insert_ledger(session, scorer.version, ledger)
+        await repository.insert_stage_history(session, scorer.version, history)
+        if hooks:
+            await outbox.enqueue_many(session, hooks)
+        if writes:
+            await accounts.refresh(session, scorer.rules, [w.lead_id for w in writes])
         return out
+
+
+def _change_id(*parts: object) -> uuid.UUID:
+    return derived_id("lead-change", *parts)
+
+
+def _lead_payload(scorer: Scorer, lead: uuid.UUID, state: LeadState, at: datetime) -> dict[str, object]:
+    score, fit, engagement = score_of(scorer, state, at)
+    return {
+        "lead_id": str(lead),
+        "user_id": state.user_id,
+        "email": state.email,
+        "score": str(score),
+        "fit": str(fit),
+        "engagement": str(engagement),
+        "grade": state.grade,
+        "stages": state.stages,
+        "traits": state.traits,
+        "at": at.astimezone(UTC).isoformat(),
+    }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -13,10 +13,13 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.scoring.service import Identity, initial_stage, later_stage, merge_traits
+from services.scoring.service import Identity
 from shared.events import TrackedEvent
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+LEAD_COLUMNS = (
+    "lead_id, user_id, anonymous_id, email, stage, score, traits, trait_times, last_seen_at, merged_into, "
+    "fit, engagement, engagement_at, grade, stages, score_state, rule_set_version"
+)
 
 
 @dataclass(frozen=True)
@@ -31,25 +34,34 @@ class LeadRow:
     trait_times: dict[str, str]
     last_seen_at: datetime | None
     merged_into: uuid.UUID | None
+    fit: float
+    engagement: float
+    engagement_at: datetime | None
+    grade: str
+    stages: dict[str, str]
+    score_state: dict[str, Any]
+    rule_set_version: int
 
 
 @dataclass(frozen=True)
-class LeadUpdate:
+class LeadWrite:
+    """A lead's new scoring state, written with one UPDATE per batch."""
+
     lead_id: uuid.UUID
-    points: Decimal
     email: str | None
     traits: dict[str, Any]
     trait_times: dict[str, str]
-    stage: str
-    last_seen_at: datetime | None
-
-
-@dataclass(frozen=True)
-class ChangedLead:
-    lead_id: uuid.UUID
-    user_id: str | None
     score: Decimal
+    fit: float
+    engagement: float
+    engagement_at: datetime | None
+    grade: str
     stage: str
+    stages: dict[str, str]
+    score_state: dict[str, Any]
+    next_due_at: datetime | None
+    rule_set_version: int
+    last_seen_at: datetime | None
 
 
 def _json(value: Any) -> str:
@@ -71,23 +83,22 @@ async def find_leads(session: AsyncSession, identities: Iterable[Identity]) -> d
     return {(r.kind, r.value): r.lead_id for r in rows}
 
 
-async def create_leads(session: AsyncSession, primaries: dict[Identity, str | None]) -> None:
-    """Insert a lead and its primary identity for each identity (with the email seen, if any)."""
-    if not primaries:
-        return
+async def create_leads(session: AsyncSession, primaries: Iterable[Identity]) -> set[uuid.UUID]:
+    """Insert a lead and its primary identity for each identity; returns the new leads' ids."""
     keys = list(primaries)
+    if not keys:
+        return set()
     ids = [uuid.uuid4() for _ in keys]
     await session.execute(
         text(
-            "INSERT INTO leads (lead_id, user_id, anonymous_id, stage) "
-            "SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:users AS text[]), CAST(:anons AS text[]), "
-            "CAST(:stages AS text[])) ON CONFLICT DO NOTHING"
+            "INSERT INTO leads (lead_id, user_id, anonymous_id) "
+            "SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:users AS text[]), CAST(:anons AS text[])) "
+            "ON CONFLICT DO NOTHING"
         ),
         {
             "ids": ids,
             "users": [v if k == "user" else None for k, v in keys],
             "anons": [v if k == "anonymous" else None for k, v in keys],
-            "stages": [initial_stage(key, primaries[key]) for key in keys],
         },
     )
     claimed = await session.execute(
@@ -100,11 +111,13 @@ async def create_leads(session: AsyncSession, primaries: dict[Identity, str | No
     )
     # Another consumer attached one of these identities to its lead first (an identify on another
     # partition): the lead made here for it would be an orphan, so it goes again.
-    orphans = set(ids) - {row.lead_id for row in claimed}
+    created = {row.lead_id for row in claimed}
+    orphans = set(ids) - created
     if orphans:
         await session.execute(
             text("DELETE FROM leads WHERE lead_id = ANY(CAST(:ids AS uuid[]))"), {"ids": list(orphans)}
         )
+    return created
 
 
 async def add_identity(session: AsyncSession, identity: Identity, lead_id: uuid.UUID) -> bool:
@@ -125,11 +138,20 @@ async def lock_leads(session: AsyncSession, lead_ids: Iterable[uuid.UUID]) -> di
     if not ids:
         return {}
     rows = await session.execute(
-        text(
-            "SELECT lead_id, user_id, anonymous_id, email, stage, score, traits, trait_times, last_seen_at, "
-            "merged_into FROM leads WHERE lead_id = ANY(CAST(:ids AS uuid[])) ORDER BY lead_id FOR UPDATE"
-        ),
+        text(f"SELECT {LEAD_COLUMNS} FROM leads WHERE lead_id = ANY(CAST(:ids AS uuid[])) ORDER BY lead_id FOR UPDATE"),  # noqa: S608, E501
         {"ids": ids},
+    )
+    return {r.lead_id: LeadRow(*r) for r in rows}
+
+
+async def due_leads(session: AsyncSession, at: datetime, limit: int) -> dict[uuid.UUID, LeadRow]:
+    """Leads with a time-driven change due by `at`, locked; ones another consumer holds are skipped."""
+    rows = await session.execute(
+        text(
+            f"SELECT {LEAD_COLUMNS} FROM leads WHERE next_due_at <= :at AND merged_into IS NULL "  # noqa: S608
+            "ORDER BY next_due_at LIMIT :limit FOR UPDATE SKIP LOCKED"
+        ),
+        {"at": at, "limit": limit},
     )
     return {r.lead_id: LeadRow(*r) for r in rows}
 
@@ -144,39 +166,20 @@ async def live_lead(session: AsyncSession, lead_id: uuid.UUID) -> uuid.UUID:
     raise RuntimeError(f"merge chain from {lead_id} does not end")
 
 
-async def merge(session: AsyncSession, from_id: uuid.UUID, into_id: uuid.UUID, reason: str, cause: uuid.UUID) -> bool:
-    """Fold one lead into another: identities, history, score and traits move; recorded in lead_merges."""
-    rows = await lock_leads(session, [from_id, into_id])
-    source, target = rows[from_id], rows[into_id]
-    if source.merged_into is not None or target.merged_into is not None:
-        return False  # another consumer merged one of them first; the caller re-resolves
+async def move_to(session: AsyncSession, from_id: uuid.UUID, into_id: uuid.UUID, reason: str, cause: uuid.UUID) -> None:
+    """Everything of one lead that belongs to the person moves to the other; the merge is recorded."""
     params = {"from": from_id, "into": into_id}
-    await session.execute(text("UPDATE lead_identities SET lead_id = :into WHERE lead_id = :from"), params)
-    await session.execute(text("UPDATE lead_events SET lead_id = :into WHERE lead_id = :from"), params)
-    await session.execute(text("UPDATE leads SET merged_into = :into WHERE merged_into = :from"), params)
-    source_times = {
-        k: datetime.fromisoformat(source.trait_times[k]) if k in source.trait_times else EPOCH for k in source.traits
-    }
-    traits, times = merge_traits(target.traits, target.trait_times, source.traits, source_times)
-    seen = max((t for t in (target.last_seen_at, source.last_seen_at) if t is not None), default=None)
+    for table in ("lead_identities", "lead_events", "score_ledger", "stage_history"):
+        await session.execute(text(f"UPDATE {table} SET lead_id = :into WHERE lead_id = :from"), params)  # noqa: S608
     await session.execute(
         text(
-            "UPDATE leads SET score = score + :points, email = COALESCE(email, :email), "
-            "anonymous_id = COALESCE(anonymous_id, :anon), traits = CAST(:traits AS jsonb), "
-            "trait_times = CAST(:times AS jsonb), stage = :stage, last_seen_at = :seen, updated_at = now() "
-            "WHERE lead_id = :into"
+            "INSERT INTO account_members (account_id, lead_id) SELECT account_id, :into FROM account_members "
+            "WHERE lead_id = :from ON CONFLICT DO NOTHING"
         ),
-        {
-            **params,
-            "points": source.score,
-            "email": source.email,
-            "anon": source.anonymous_id,
-            "traits": _json(traits),
-            "times": _json(times),
-            "stage": later_stage(target.stage, source.stage),
-            "seen": seen,
-        },
+        params,
     )
+    await session.execute(text("DELETE FROM account_members WHERE lead_id = :from"), params)
+    await session.execute(text("UPDATE leads SET merged_into = :into WHERE merged_into = :from"), params)
     await session.execute(
         text("UPDATE leads SET merged_into = :into, score = 0, updated_at = now() WHERE lead_id = :from"), params
     )
@@ -187,48 +190,61 @@ async def merge(session: AsyncSession, from_id: uuid.UUID, into_id: uuid.UUID, r
         ),
         {**params, "reason": reason, "cause": cause},
     )
-    return True
 
 
-async def update_leads(session: AsyncSession, updates: list[LeadUpdate]) -> list[ChangedLead]:
-    """One UPDATE for the whole batch (rows already locked by lock_leads)."""
-    if not updates:
-        return []
-    rows = await session.execute(
-        text(
-            "UPDATE leads AS l SET score = l.score + d.points, email = d.email, traits = d.traits, "
-            "  trait_times = d.times, stage = d.stage, updated_at = now(), "
-            "  last_seen_at = GREATEST(l.last_seen_at, d.seen) "
-            "FROM unnest(CAST(:ids AS uuid[]), CAST(:points AS numeric[]), CAST(:emails AS text[]), "
-            "  CAST(:traits AS jsonb[]), CAST(:times AS jsonb[]), CAST(:stages AS text[]), "
-            "  CAST(:seen AS timestamptz[])) AS d(lead_id, points, email, traits, times, stage, seen) "
-            "WHERE l.lead_id = d.lead_id "
-            "RETURNING l.lead_id, l.user_id, l.score, l.stage"
-        ),
-        {
-            "ids": [u.lead_id for u in updates],
-            "points": [u.points for u in updates],
-            "emails": [u.email for u in updates],
-            "traits": [_json(u.traits) for u in updates],
-            "times": [_json(u.trait_times) for u in updates],
-            "stages": [u.stage for u in updates],
-            "seen": [u.last_seen_at for u in updates],
-        },
-    )
-    return [ChangedLead(r.lead_id, r.user_id, r.score, r.stage) for r in rows]
-
-
-async def insert_events(session: AsyncSession, events: list[tuple[TrackedEvent, uuid.UUID]]) -> None:
-    """The batch's events into the lead's history, one statement."""
-    if not events:
+async def write_leads(session: AsyncSession, writes: list[LeadWrite]) -> None:
+    """One UPDATE for the whole batch (rows already locked)."""
+    if not writes:
         return
     await session.execute(
+        text(
+            "UPDATE leads AS l SET email = d.email, traits = d.traits, trait_times = d.times, score = d.score, "
+            "  fit = d.fit, engagement = d.engagement, engagement_at = d.engagement_at, grade = d.grade, "
+            "  stage = d.stage, stages = d.stages, score_state = d.state, next_due_at = d.due, "
+            "  rule_set_version = d.version, last_seen_at = GREATEST(l.last_seen_at, d.seen), updated_at = now() "
+            "FROM unnest(CAST(:ids AS uuid[]), CAST(:emails AS text[]), CAST(:traits AS jsonb[]), "
+            "  CAST(:times AS jsonb[]), CAST(:scores AS numeric[]), CAST(:fits AS float8[]), "
+            "  CAST(:engagements AS float8[]), CAST(:engagement_at AS timestamptz[]), CAST(:grades AS text[]), "
+            "  CAST(:stage AS text[]), CAST(:stages AS jsonb[]), CAST(:states AS jsonb[]), "
+            "  CAST(:due AS timestamptz[]), CAST(:versions AS int[]), CAST(:seen AS timestamptz[])) "
+            "  AS d(lead_id, email, traits, times, score, fit, engagement, engagement_at, grade, stage, stages, "
+            "  state, due, version, seen) "
+            "WHERE l.lead_id = d.lead_id"
+        ),
+        {
+            "ids": [w.lead_id for w in writes],
+            "emails": [w.email for w in writes],
+            "traits": [_json(w.traits) for w in writes],
+            "times": [_json(w.trait_times) for w in writes],
+            "scores": [w.score for w in writes],
+            "fits": [w.fit for w in writes],
+            "engagements": [w.engagement for w in writes],
+            "engagement_at": [w.engagement_at for w in writes],
+            "grades": [w.grade for w in writes],
+            "stage": [w.stage for w in writes],
+            "stages": [_json(w.stages) for w in writes],
+            "states": [_json(w.score_state) for w in writes],
+            "due": [w.next_due_at for w in writes],
+            "versions": [w.rule_set_version for w in writes],
+            "seen": [w.last_seen_at for w in writes],
+        },
+    )
+
+
+async def insert_events(session: AsyncSession, events: list[tuple[TrackedEvent, uuid.UUID]]) -> set[uuid.UUID]:
+    """The batch's events into the leads' history, one statement; returns the ids not seen before.
+
+    An identify's traits are kept as its properties, so a replay can rebuild fit from history.
+    """
+    if not events:
+        return set()
+    rows = await session.execute(
         text(
             "INSERT INTO lead_events (event_id, lead_id, source_id, type, name, properties, bot, occurred_at, "
             "received_at) SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:leads AS uuid[]), "
             "CAST(:sources AS uuid[]), CAST(:types AS text[]), CAST(:names AS text[]), CAST(:props AS jsonb[]), "
             "CAST(:bots AS text[]), CAST(:at AS timestamptz[]), CAST(:received AS timestamptz[])) "
-            "ON CONFLICT DO NOTHING"
+            "ON CONFLICT DO NOTHING RETURNING event_id"
         ),
         {
             "ids": [e.event_id for e, _ in events],
@@ -236,9 +252,116 @@ async def insert_events(session: AsyncSession, events: list[tuple[TrackedEvent, 
             "sources": [e.source_id for e, _ in events],
             "types": [e.type for e, _ in events],
             "names": [e.event or e.name for e, _ in events],
-            "props": [_json(e.properties) for e, _ in events],
+            "props": [_json(e.traits if e.type == "identify" else e.properties) for e, _ in events],
             "bots": [e.bot for e, _ in events],
             "at": [e.timestamp for e, _ in events],
             "received": [e.received_at for e, _ in events],
+        },
+    )
+    return {row.event_id for row in rows}
+
+
+@dataclass(frozen=True)
+class HistoryEvent:
+    lead_id: uuid.UUID
+    event_id: uuid.UUID
+    type: str
+    name: str | None
+    properties: dict[str, Any]
+    bot: str | None
+    occurred_at: datetime
+
+
+async def history(session: AsyncSession, lead_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[HistoryEvent]]:
+    """The leads' retained events in event-time order (the order a replay applies them in)."""
+    rows = await session.execute(
+        text(
+            "SELECT lead_id, event_id, type, name, properties, bot, occurred_at FROM lead_events "
+            "WHERE lead_id = ANY(CAST(:ids AS uuid[])) ORDER BY lead_id, occurred_at, event_id"
+        ),
+        {"ids": list(lead_ids)},
+    )
+    found: dict[uuid.UUID, list[HistoryEvent]] = {}
+    for r in rows:
+        found.setdefault(r.lead_id, []).append(HistoryEvent(*r))
+    return found
+
+
+async def replace_ledger(session: AsyncSession, lead_ids: list[uuid.UUID]) -> None:
+    """Before a rebuild from history: the old ledger and stage history go, the rebuild writes new ones."""
+    await session.execute(text("DELETE FROM score_ledger WHERE lead_id = ANY(CAST(:ids AS uuid[]))"), {"ids": lead_ids})
+    await session.execute(
+        text("DELETE FROM stage_history WHERE lead_id = ANY(CAST(:ids AS uuid[]))"), {"ids": lead_ids}
+    )
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    lead_id: uuid.UUID
+    rule_id: str
+    kind: str
+    points: float
+    event_id: uuid.UUID | None
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    lead_id: uuid.UUID
+    model: str
+    from_stage: str | None
+    to_stage: str
+    kind: str
+    reason: str | None
+    details: dict[str, Any] | None
+    cause_event_id: uuid.UUID | None
+    occurred_at: datetime
+
+
+async def insert_ledger(session: AsyncSession, version: int, rows: list[LedgerRow]) -> None:
+    if not rows:
+        return
+    await session.execute(
+        text(
+            "INSERT INTO score_ledger (lead_id, rule_set_version, rule_id, kind, points, event_id, occurred_at) "
+            "SELECT d.lead_id, :version, d.rule_id, d.kind, d.points, d.event_id, d.at FROM unnest("
+            "CAST(:leads AS uuid[]), CAST(:rules AS text[]), CAST(:kinds AS text[]), CAST(:points AS float8[]), "
+            "CAST(:events AS uuid[]), CAST(:at AS timestamptz[])) AS d(lead_id, rule_id, kind, points, event_id, at)"
+        ),
+        {
+            "version": version,
+            "leads": [r.lead_id for r in rows],
+            "rules": [r.rule_id for r in rows],
+            "kinds": [r.kind for r in rows],
+            "points": [r.points for r in rows],
+            "events": [r.event_id for r in rows],
+            "at": [r.occurred_at for r in rows],
+        },
+    )
+
+
+async def insert_stage_history(session: AsyncSession, version: int, rows: list[HistoryRow]) -> None:
+    if not rows:
+        return
+    await session.execute(
+        text(
+            "INSERT INTO stage_history (lead_id, rule_set_version, model, from_stage, to_stage, kind, reason, "
+            "details, cause_event_id, occurred_at) SELECT d.lead_id, :version, d.model, d.from_stage, d.to_stage, "
+            "d.kind, d.reason, d.details, d.cause, d.at FROM unnest(CAST(:leads AS uuid[]), CAST(:models AS text[]), "
+            "CAST(:froms AS text[]), CAST(:tos AS text[]), CAST(:kinds AS text[]), CAST(:reasons AS text[]), "
+            "CAST(:details AS jsonb[]), CAST(:causes AS uuid[]), CAST(:at AS timestamptz[])) "
+            "AS d(lead_id, model, from_stage, to_stage, kind, reason, details, cause, at)"
+        ),
+        {
+            "version": version,
+            "leads": [r.lead_id for r in rows],
+            "models": [r.model for r in rows],
+            "froms": [r.from_stage for r in rows],
+            "tos": [r.to_stage for r in rows],
+            "kinds": [r.kind for r in rows],
+            "reasons": [r.reason for r in rows],
+            "details": [_json(r.details) if r.details is not None else None for r in rows],
+            "causes": [r.cause_event_id for r in rows],
+            "at": [r.occurred_at for r in rows],
         },
     )

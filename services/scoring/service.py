@@ -1,19 +1,11 @@
-"""Pure scoring decisions over plain data: no I/O, no clock."""
+"""Pure identity decisions over plain data (who an event belongs to, which leads are one person)."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
-from datetime import datetime
-from decimal import Decimal
-from typing import Any
+from dataclasses import dataclass
 
 from shared.events import TrackedEvent
-
-# Foundation placeholder: every human event is worth one point; bot-flagged events score nothing.
-# Rule sets replace this (issue 5).
-POINTS_PER_EVENT = Decimal(1)
-STAGE_ORDER = ("visitor", "lead")
 
 Identity = tuple[str, str]  # (kind, value): ("user", "u-1"), ("anonymous", "a-1"), ("email", "x@y")
 
@@ -34,35 +26,6 @@ class EventPlan:
     primary: Identity
     links: list[Link]
     email: str | None
-    points: Decimal
-
-
-@dataclass
-class LeadDelta:
-    """Everything one batch does to one lead, aggregated in memory before one write."""
-
-    last_event_id: uuid.UUID
-    points: Decimal = Decimal(0)
-    email: str | None = None
-    traits: dict[str, Any] = field(default_factory=dict)
-    trait_times: dict[str, datetime] = field(default_factory=dict)
-    last_seen_at: datetime | None = None
-    events: list[TrackedEvent] = field(default_factory=list)
-
-    def add(self, plan: EventPlan) -> None:
-        event = plan.event
-        self.points += plan.points
-        self.last_event_id = event.event_id
-        self.events.append(event)
-        if plan.email:
-            self.email = plan.email
-        if self.last_seen_at is None or event.timestamp > self.last_seen_at:
-            self.last_seen_at = event.timestamp
-        if event.type == "identify":
-            for key, value in event.traits.items():
-                if key not in self.trait_times or event.timestamp >= self.trait_times[key]:
-                    self.traits[key] = value
-                    self.trait_times[key] = event.timestamp
 
 
 def primary_identity(event: TrackedEvent) -> Identity:
@@ -89,8 +52,7 @@ def plan_event(event: TrackedEvent) -> EventPlan:
     email = email_of(event)
     if email:
         links.append(Link(("email", email), "email"))
-    points = Decimal(0) if event.bot else POINTS_PER_EVENT
-    return EventPlan(event, primary_identity(event), links, email, points)
+    return EventPlan(event, primary_identity(event), links, email)
 
 
 def plan_batch(events: list[TrackedEvent]) -> list[EventPlan]:
@@ -112,32 +74,3 @@ def fold_direction(
     if other_user:
         return (event_lead, other)
     return (other, event_lead)
-
-
-def merge_traits(
-    traits: dict[str, Any], times: dict[str, str], incoming: dict[str, Any], incoming_times: dict[str, datetime]
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """Last write wins per trait, by event time (ISO strings stored); ties go to the incoming value."""
-    traits, times = dict(traits), dict(times)
-    for key, value in incoming.items():
-        at = incoming_times[key]
-        current = times.get(key)
-        if current is None or datetime.fromisoformat(current) <= at:
-            traits[key] = value
-            times[key] = at.isoformat()
-    return traits, times
-
-
-def later_stage(a: str, b: str) -> str:
-    """The further of two funnel stages (unknown stages rank after the known ones)."""
-    rank = {s: i for i, s in enumerate(STAGE_ORDER)}
-    return a if rank.get(a, len(rank)) >= rank.get(b, len(rank)) else b
-
-
-def next_stage(stage: str, known: bool) -> str:
-    """A visitor becomes a lead once they are known by a user id or an email."""
-    return later_stage(stage, "lead") if known else stage
-
-
-def initial_stage(identity: Identity, email: str | None) -> str:
-    return "lead" if identity[0] == "user" or email else "visitor"

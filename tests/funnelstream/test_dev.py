@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +103,7 @@ def lead_after_track(dev: DevProcess, user_id: str) -> dict[str, Any]:
     keys = dev.secrets()
     admin = {"Authorization": f"Bearer {keys['admin_token']}"}
     r = httpx.post(
-        f"{dev.base}/v1/track", json={"userId": user_id, "event": "Signed Up"}, headers=basic(keys["write_key"])
+        f"{dev.base}/v1/track", json={"userId": user_id, "event": "Demo Requested"}, headers=basic(keys["write_key"])
     )
     assert r.status_code == 200, r.text
     deadline = time.monotonic() + 30
@@ -123,7 +124,9 @@ def test_dev_serves_everything_on_one_port_and_ctrl_c_stops_in_order(tmp_path: P
         assert f"{dev.base}/docs" in text
         assert httpx.get(f"{dev.base}/readyz").json()["checks"] == {"database": "ok", "broker": "ok"}
         assert "/v1/track" in httpx.get(f"{dev.base}/openapi.json").json()["paths"]
-        assert lead_after_track(dev, "dev-user")["score"] == "1.0000"
+        lead = lead_after_track(dev, "dev-user")
+        # The shipped rules: a demo request is worth 30 points, decaying with a 30-day half-life.
+        assert Decimal("29.99") < Decimal(lead["score"]) <= 30 and lead["stage"] == "lead", lead
         children = [dev.pid_of("tansu"), dev.pid_of("postgres")]
         dev.proc.send_signal(signal.SIGINT)
         assert dev.proc.wait(60) == 0

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Literal
 import orjson
 import pytest
 
-from shared.events import EventModel, InvalidMessage, LeadChanged, decode, register_upcaster
+from shared.events import EventModel, InvalidMessage, LeadScoreChanged, decode, register_upcaster
 
 
 class Renamed(EventModel):
@@ -42,10 +42,10 @@ def test_other_versions_are_invalid_with_a_reason(version: object) -> None:
 
 def test_a_topic_without_upcaster_accepts_only_its_version() -> None:
     with pytest.raises(InvalidMessage, match=r"accepts 1\)"):
-        decode(LeadChanged, orjson.dumps({"schema_version": 0}))
+        decode(LeadScoreChanged, orjson.dumps({"schema_version": 0}))
 
 
 @pytest.mark.parametrize("raw", [None, b"", b"[]", b"{bad"])
 def test_garbage_is_invalid_not_a_crash(raw: bytes | None) -> None:
     with pytest.raises(InvalidMessage):
-        decode(LeadChanged, raw)
+        decode(LeadScoreChanged, raw)
