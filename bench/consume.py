@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scoring.handlers import ScoringHandler
 from shared.db import make_engine, make_sessionmaker
-from shared.events import TrackedEvent, derived_id
+from shared.events import ScoringTick, TrackedEvent, derived_id
 from shared.kafka import Topics, ensure_topics, make_consumer, make_producer
 from shared.runner import ConsumerRunner, Outgoing
 from shared.settings import ScoringSettings, to_libpq_url
@@ -71,8 +71,13 @@ class RunResult:
 
 
 # -- input data ----------------------------------------------------------------------------------------
+# Mostly events the shipped rules score (with their caps), now and then a demo request.
+EVENT_NAMES = ("Product Viewed", "Email Opened", "Product Viewed", "Page Viewed", "Demo Requested", "Product Added")
+
+
 def make_event(i: int, users: int, source_id: Any, base: datetime) -> TrackedEvent:
-    """The i-th event: users take turns; every 20th call is an identify carrying an email."""
+    """The i-th event: users take turns; every 20th call is an identify carrying an email; the tracks
+    are ones the shipped rules score (product views, email opens, now and then a demo request)."""
     user = i % users
     message_id = f"bench-{i}"
     identify = i % 20 == 0
@@ -82,7 +87,7 @@ def make_event(i: int, users: int, source_id: Any, base: datetime) -> TrackedEve
         source_id=source_id,
         message_id=message_id,
         type="identify" if identify else "track",
-        event=None if identify else ("Signed Up" if i % 7 == 0 else "Page Viewed"),
+        event=None if identify else EVENT_NAMES[i % len(EVENT_NAMES)],
         user_id=f"user-{user}",
         anonymous_id=f"anon-{user}",
         traits={"email": f"user-{user}@example.com", "plan": "pro"} if identify else {},
@@ -120,7 +125,7 @@ class TimedScoringHandler(ScoringHandler):
         super().__init__(topics)
         self.apply_seconds: list[float] = []
 
-    async def apply(self, session: AsyncSession, items: Sequence[TrackedEvent]) -> list[Outgoing]:
+    async def apply(self, session: AsyncSession, items: Sequence[TrackedEvent | ScoringTick]) -> list[Outgoing]:
         t0 = time.perf_counter()
         try:
             return await super().apply(session, items)
@@ -128,7 +133,7 @@ class TimedScoringHandler(ScoringHandler):
             self.apply_seconds.append(time.perf_counter() - t0)
 
 
-class TimedRunner(ConsumerRunner[TrackedEvent]):
+class TimedRunner(ConsumerRunner[TrackedEvent | ScoringTick]):
     """The real runner, timing each batch over the same window as funnelstream_batch_seconds
     (decode + transaction + offset commit), and the parts of that window."""
 
@@ -147,7 +152,7 @@ class TimedRunner(ConsumerRunner[TrackedEvent]):
         await super()._process(records)
         self.process_seconds.append(time.perf_counter() - self._batch_start)
 
-    async def _apply(self, items: list[TrackedEvent]) -> None:
+    async def _apply(self, items: list[TrackedEvent | ScoringTick]) -> None:
         t0 = time.perf_counter()
         await super()._apply(items)
         self.transaction_seconds.append(time.perf_counter() - t0)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
@@ -24,8 +27,17 @@ class Base(DeclarativeBase):
 def make_engine(database_url: str, pool_size: int = 10) -> AsyncEngine:
     """An asyncpg engine; pings connections so a restarted database does not fail the next batch."""
     return create_async_engine(
-        to_asyncpg_url(database_url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        to_asyncpg_url(database_url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        json_serializer=_dumps,
+        json_deserializer=orjson.loads,  # JSONB columns are read on every batch: orjson is several times faster
     )
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value, default=str).decode()
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

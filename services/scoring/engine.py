@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -158,6 +159,52 @@ class LeadState:
         )
 
 
+Check = Callable[[LeadState, float, float], bool]  # (state, score, engagement) -> holds
+
+
+def compile_criterion(c: Criterion) -> Check:
+    """One criterion as a closure: rules are evaluated on every scored event, so no dispatch per call."""
+    if c.kind == "known":
+        return lambda state, score, engagement: bool(state.user_id or state.email)
+    if c.kind == "event":
+        names, count = tuple(c.names), c.count
+        if len(names) == 1:
+            name = names[0]
+            return lambda state, score, engagement: state.milestones.get(name, 0) >= count
+        return lambda state, score, engagement: sum(state.milestones.get(n, 0) for n in names) >= count
+    if c.kind == "grade":
+        grades = frozenset(c.in_)
+        return lambda state, score, engagement: state.grade in grades
+    if c.kind == "trait":
+        condition = c.condition
+        return lambda state, score, engagement: holds(condition, {"traits": state.traits, "email": state.email})
+    low = c.gte if c.gte is not None else -math.inf
+    high = c.lt if c.lt is not None else math.inf
+    if c.kind == "score":
+        return lambda state, score, engagement: low <= score < high
+    if c.kind == "engagement":
+        return lambda state, score, engagement: low <= engagement < high
+    return lambda state, score, engagement: low <= state.fit < high
+
+
+def compile_criteria(criteria: Criteria) -> Check:
+    every = [compile_criterion(c) for c in criteria.all]
+    some = [compile_criterion(c) for c in criteria.any]
+
+    def check(state: LeadState, score: float, engagement: float) -> bool:
+        for f in every:
+            if not f(state, score, engagement):
+                return False
+        if not some:
+            return True
+        for f in some:
+            if f(state, score, engagement):
+                return True
+        return False
+
+    return check
+
+
 def letter(value: float, thresholds: tuple[float, float, float], labels: str) -> str:
     for threshold, label in zip(thresholds, labels, strict=False):
         if value >= threshold:
@@ -175,6 +222,8 @@ class Scorer:
         self._by_name: dict[tuple[str | None, str | None], list[BehaviourRule]] = {}
         for rule in rules.behaviour:
             self._by_name.setdefault((rule.type, rule.event.casefold() if rule.event else None), []).append(rule)
+        self._compiled: dict[int, Check] = {}
+        self._quiet = [(r.id, timedelta(days=r.days)) for r in rules.inactivity]
         self.milestone_names: set[str] = set()
         self._score_thresholds: set[float] = set()
         self._engagement_thresholds: set[float] = set(rules.grades.engagement)
@@ -261,9 +310,7 @@ class Scorer:
         times: list[datetime] = []
         if state.last_activity is not None:
             times += [
-                state.last_activity + timedelta(days=r.days)
-                for r in self.rules.inactivity
-                if r.id not in state.inactive_applied
+                state.last_activity + after for rule_id, after in self._quiet if rule_id not in state.inactive_applied
             ]
         if self.half_life_s is not None and state.as_of is not None and state.engagement != 0:
             e0 = state.engagement
@@ -352,22 +399,11 @@ class Scorer:
         state.fit = sum(matched.values())
 
     # -- stages ---------------------------------------------------------------------------------
-    def _holds(self, c: Criterion, state: LeadState, score: float, engagement: float) -> bool:
-        if c.kind == "known":
-            return state.known
-        if c.kind == "event":
-            return sum(state.milestones.get(n, 0) for n in c.names) >= c.count
-        if c.kind == "grade":
-            return state.grade in c.in_
-        if c.kind == "trait":
-            return holds(c.condition, {"traits": state.traits, "email": state.email})
-        value = {"score": score, "fit": state.fit, "engagement": engagement}[c.kind]
-        return (c.gte is None or value >= c.gte) and (c.lt is None or value < c.lt)
-
     def _criteria(self, criteria: Criteria, state: LeadState, score: float, engagement: float) -> bool:
-        if not all(self._holds(c, state, score, engagement) for c in criteria.all):
-            return False
-        return not criteria.any or any(self._holds(c, state, score, engagement) for c in criteria.any)
+        check = self._compiled.get(id(criteria))
+        if check is None:
+            check = self._compiled[id(criteria)] = compile_criteria(criteria)
+        return check(state, score, engagement)
 
     def evaluate(self, state: LeadState, at: datetime, cause: uuid.UUID | None, fx: Effects) -> None:
         """Grade, stages and alerts as of `at`."""

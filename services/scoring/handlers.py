@@ -129,6 +129,7 @@ class ScoringHandler:
         work: Work,
     ) -> list[tuple[EventPlan, uuid.UUID]]:
         """Attach or merge linked identities in event order; return each event with its lead."""
+        await self._attach_new(session, plans, leads)
         placed = []
         for plan in plans:
             lead = leads[plan.primary]
@@ -159,6 +160,28 @@ class ScoringHandler:
                 lead = target
             placed.append((plan, lead))
         return placed
+
+    async def _attach_new(
+        self, session: AsyncSession, plans: list[EventPlan], leads: dict[Identity, uuid.UUID]
+    ) -> None:
+        """New identities (a first email, a new anonymous id) attached in one statement.
+
+        Exactly what the event-by-event pass would do, as long as no merge comes first in the event;
+        from the first link that needs a merge on, that pass does the work.
+        """
+        pending: dict[Identity, uuid.UUID] = {}
+        for plan in plans:
+            lead = leads[plan.primary]
+            if any(link.reason == "alias" for link in plan.links):
+                continue
+            for link in plan.links:
+                other = leads.get(link.identity) or pending.get(link.identity)
+                if other is None:
+                    pending[link.identity] = lead
+                elif other != lead:
+                    break
+        for identity in await repository.add_identities(session, pending):
+            leads[identity] = pending[identity]
 
     async def _merge(
         self, session: AsyncSession, scorer: Scorer, source: LeadRow, target: LeadRow, reason: str,

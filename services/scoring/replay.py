@@ -85,8 +85,8 @@ def write_of(scorer: Scorer, lead: LeadRow, state: LeadState, seen: datetime | N
     return LeadWrite(
         lead_id=lead.lead_id,
         email=state.email,
-        traits=state.traits,
-        trait_times=state.trait_times,
+        traits=state.traits if state.traits != lead.traits else None,
+        trait_times=state.trait_times if state.trait_times != lead.trait_times else None,
         score=score,
         fit=state.fit,
         engagement=state.engagement,

@@ -49,8 +49,8 @@ class LeadWrite:
 
     lead_id: uuid.UUID
     email: str | None
-    traits: dict[str, Any]
-    trait_times: dict[str, str]
+    traits: dict[str, Any] | None  # None: unchanged
+    trait_times: dict[str, str] | None
     score: Decimal
     fit: float
     engagement: float
@@ -118,6 +118,22 @@ async def create_leads(session: AsyncSession, primaries: Iterable[Identity]) -> 
             text("DELETE FROM leads WHERE lead_id = ANY(CAST(:ids AS uuid[]))"), {"ids": list(orphans)}
         )
     return created
+
+
+async def add_identities(session: AsyncSession, owners: dict[Identity, uuid.UUID]) -> set[Identity]:
+    """Attach many new identities at once; returns those attached (others belong to another lead)."""
+    if not owners:
+        return set()
+    keys = list(owners)
+    rows = await session.execute(
+        text(
+            "INSERT INTO lead_identities (kind, value, lead_id) "
+            "SELECT * FROM unnest(CAST(:kinds AS text[]), CAST(:vals AS text[]), CAST(:leads AS uuid[])) "
+            "ON CONFLICT DO NOTHING RETURNING kind, value"
+        ),
+        {"kinds": [k for k, _ in keys], "vals": [v for _, v in keys], "leads": [owners[k] for k in keys]},
+    )
+    return {(r.kind, r.value) for r in rows}
 
 
 async def add_identity(session: AsyncSession, identity: Identity, lead_id: uuid.UUID) -> bool:
@@ -192,41 +208,51 @@ async def move_to(session: AsyncSession, from_id: uuid.UUID, into_id: uuid.UUID,
     )
 
 
+def _rows(rows: list[dict[str, Any]]) -> str:
+    """A batch as one JSON document: one parameter for the whole batch instead of an array per column,
+    which asyncpg would encode element by element."""
+    return orjson.dumps(rows, default=str).decode()
+
+
 async def write_leads(session: AsyncSession, writes: list[LeadWrite]) -> None:
     """One UPDATE for the whole batch (rows already locked)."""
     if not writes:
         return
     await session.execute(
         text(
-            "UPDATE leads AS l SET email = d.email, traits = d.traits, trait_times = d.times, score = d.score, "
+            "UPDATE leads AS l SET email = d.email, traits = COALESCE(d.traits, l.traits), "
+            "  trait_times = COALESCE(d.times, l.trait_times), score = d.score, "
             "  fit = d.fit, engagement = d.engagement, engagement_at = d.engagement_at, grade = d.grade, "
             "  stage = d.stage, stages = d.stages, score_state = d.state, next_due_at = d.due, "
             "  rule_set_version = d.version, last_seen_at = GREATEST(l.last_seen_at, d.seen), updated_at = now() "
-            "FROM unnest(CAST(:ids AS uuid[]), CAST(:emails AS text[]), CAST(:traits AS jsonb[]), "
-            "  CAST(:times AS jsonb[]), CAST(:scores AS numeric[]), CAST(:fits AS float8[]), "
-            "  CAST(:engagements AS float8[]), CAST(:engagement_at AS timestamptz[]), CAST(:grades AS text[]), "
-            "  CAST(:stage AS text[]), CAST(:stages AS jsonb[]), CAST(:states AS jsonb[]), "
-            "  CAST(:due AS timestamptz[]), CAST(:versions AS int[]), CAST(:seen AS timestamptz[])) "
-            "  AS d(lead_id, email, traits, times, score, fit, engagement, engagement_at, grade, stage, stages, "
-            "  state, due, version, seen) "
+            "FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS d(lead_id uuid, email text, traits jsonb, "
+            "  times jsonb, score numeric, fit float8, engagement float8, engagement_at timestamptz, grade text, "
+            "  stage text, stages jsonb, state jsonb, due timestamptz, version int, seen timestamptz) "
             "WHERE l.lead_id = d.lead_id"
         ),
         {
-            "ids": [w.lead_id for w in writes],
-            "emails": [w.email for w in writes],
-            "traits": [_json(w.traits) for w in writes],
-            "times": [_json(w.trait_times) for w in writes],
-            "scores": [w.score for w in writes],
-            "fits": [w.fit for w in writes],
-            "engagements": [w.engagement for w in writes],
-            "engagement_at": [w.engagement_at for w in writes],
-            "grades": [w.grade for w in writes],
-            "stage": [w.stage for w in writes],
-            "stages": [_json(w.stages) for w in writes],
-            "states": [_json(w.score_state) for w in writes],
-            "due": [w.next_due_at for w in writes],
-            "versions": [w.rule_set_version for w in writes],
-            "seen": [w.last_seen_at for w in writes],
+            "rows": _rows(
+                [
+                    {
+                        "lead_id": w.lead_id,
+                        "email": w.email,
+                        "traits": w.traits,
+                        "times": w.trait_times,
+                        "score": w.score,
+                        "fit": w.fit,
+                        "engagement": w.engagement,
+                        "engagement_at": w.engagement_at,
+                        "grade": w.grade,
+                        "stage": w.stage,
+                        "stages": w.stages,
+                        "state": w.score_state,
+                        "due": w.next_due_at,
+                        "version": w.rule_set_version,
+                        "seen": w.last_seen_at,
+                    }
+                    for w in writes
+                ]
+            )
         },
     )
 
@@ -241,21 +267,27 @@ async def insert_events(session: AsyncSession, events: list[tuple[TrackedEvent, 
     rows = await session.execute(
         text(
             "INSERT INTO lead_events (event_id, lead_id, source_id, type, name, properties, bot, occurred_at, "
-            "received_at) SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:leads AS uuid[]), "
-            "CAST(:sources AS uuid[]), CAST(:types AS text[]), CAST(:names AS text[]), CAST(:props AS jsonb[]), "
-            "CAST(:bots AS text[]), CAST(:at AS timestamptz[]), CAST(:received AS timestamptz[])) "
-            "ON CONFLICT DO NOTHING RETURNING event_id"
+            "received_at) SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS d(event_id uuid, lead_id uuid, "
+            "source_id uuid, type text, name text, properties jsonb, bot text, occurred_at timestamptz, "
+            "received_at timestamptz) ON CONFLICT DO NOTHING RETURNING event_id"
         ),
         {
-            "ids": [e.event_id for e, _ in events],
-            "leads": [lead for _, lead in events],
-            "sources": [e.source_id for e, _ in events],
-            "types": [e.type for e, _ in events],
-            "names": [e.event or e.name for e, _ in events],
-            "props": [_json(e.traits if e.type == "identify" else e.properties) for e, _ in events],
-            "bots": [e.bot for e, _ in events],
-            "at": [e.timestamp for e, _ in events],
-            "received": [e.received_at for e, _ in events],
+            "rows": _rows(
+                [
+                    {
+                        "event_id": e.event_id,
+                        "lead_id": lead,
+                        "source_id": e.source_id,
+                        "type": e.type,
+                        "name": e.event or e.name,
+                        "properties": e.traits if e.type == "identify" else e.properties,
+                        "bot": e.bot,
+                        "occurred_at": e.timestamp,
+                        "received_at": e.received_at,
+                    }
+                    for e, lead in events
+                ]
+            )
         },
     )
     return {row.event_id for row in rows}
@@ -324,20 +356,21 @@ async def insert_ledger(session: AsyncSession, version: int, rows: list[LedgerRo
     await session.execute(
         text(
             "INSERT INTO score_ledger (lead_id, rule_set_version, rule_id, kind, points, event_id, occurred_at) "
-            "SELECT d.lead_id, :version, d.rule_id, d.kind, d.points, d.event_id, d.at FROM unnest("
-            "CAST(:leads AS uuid[]), CAST(:rules AS text[]), CAST(:kinds AS text[]), CAST(:points AS float8[]), "
-            "CAST(:events AS uuid[]), CAST(:at AS timestamptz[])) AS d(lead_id, rule_id, kind, points, event_id, at)"
+            "SELECT d.lead_id, :version, d.rule_id, d.kind, d.points, d.event_id, d.at "
+            "FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS d(lead_id uuid, rule_id text, kind text, "
+            "points float8, event_id uuid, at timestamptz)"
         ),
         {
             "version": version,
-            "leads": [r.lead_id for r in rows],
-            "rules": [r.rule_id for r in rows],
-            "kinds": [r.kind for r in rows],
-            "points": [r.points for r in rows],
-            "events": [r.event_id for r in rows],
-            "at": [r.occurred_at for r in rows],
+            "rows": _rows(
+                [
+                    {"lead_id": r.lead_id, "rule_id": r.rule_id, "kind": r.kind, "points": r.points,
+                     "event_id": r.event_id, "at": r.occurred_at}
+                    for r in rows
+                ]
+            ),
         },
-    )
+    )  # fmt: skip
 
 
 async def insert_stage_history(session: AsyncSession, version: int, rows: list[HistoryRow]) -> None:
