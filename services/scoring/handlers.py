@@ -114,11 +114,11 @@ class ScoringHandler:
         wanted = {p.primary for p in plans} | {link.identity for p in plans for link in p.links}
         leads = await repository.find_leads(session, wanted)
         missing = {p.primary for p in plans if p.primary not in leads}
-        created: set[uuid.UUID] = set()
-        if missing:
-            created = await repository.create_leads(session, missing)
-            leads.update(await repository.find_leads(session, missing))
-        return leads, created
+        created = await repository.create_leads(session, missing)
+        leads.update(created)
+        if len(created) < len(missing):  # another consumer created some of them first
+            leads.update(await repository.find_leads(session, missing - created.keys()))
+        return leads, set(created.values())
 
     async def _link(
         self,

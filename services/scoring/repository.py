@@ -83,11 +83,11 @@ async def find_leads(session: AsyncSession, identities: Iterable[Identity]) -> d
     return {(r.kind, r.value): r.lead_id for r in rows}
 
 
-async def create_leads(session: AsyncSession, primaries: Iterable[Identity]) -> set[uuid.UUID]:
-    """Insert a lead and its primary identity for each identity; returns the new leads' ids."""
+async def create_leads(session: AsyncSession, primaries: Iterable[Identity]) -> dict[Identity, uuid.UUID]:
+    """Insert a lead and its primary identity for each identity; returns the identities it created."""
     keys = list(primaries)
     if not keys:
-        return set()
+        return {}
     ids = [uuid.uuid4() for _ in keys]
     await session.execute(
         text(
@@ -105,14 +105,14 @@ async def create_leads(session: AsyncSession, primaries: Iterable[Identity]) -> 
         text(
             "INSERT INTO lead_identities (kind, value, lead_id) "
             "SELECT * FROM unnest(CAST(:kinds AS text[]), CAST(:vals AS text[]), CAST(:leads AS uuid[])) "
-            "ON CONFLICT DO NOTHING RETURNING lead_id"
+            "ON CONFLICT DO NOTHING RETURNING kind, value, lead_id"
         ),
         {"kinds": [k for k, _ in keys], "vals": [v for _, v in keys], "leads": ids},
     )
     # Another consumer attached one of these identities to its lead first (an identify on another
     # partition): the lead made here for it would be an orphan, so it goes again.
-    created = {row.lead_id for row in claimed}
-    orphans = set(ids) - created
+    created = {(row.kind, row.value): row.lead_id for row in claimed}
+    orphans = set(ids) - set(created.values())
     if orphans:
         await session.execute(
             text("DELETE FROM leads WHERE lead_id = ANY(CAST(:ids AS uuid[]))"), {"ids": list(orphans)}
