@@ -150,11 +150,12 @@ class LeadState:
             checked_at=_dt(doc.get("checked_at")),
             last_activity=_dt(doc.get("last_activity")),
             inactive_applied=list(doc.get("inactive_applied", [])),
-            counts={k: [v[0], dict(v[1])] for k, v in doc.get("counts", {}).items()},
-            fit_matched=dict(doc.get("fit_matched", {})),
-            milestones=dict(doc.get("milestones", {})),
-            alerts=list(doc.get("alerts", [])),
-            blocked={k: list(v) for k, v in doc.get("blocked", {}).items()},
+            # The document was just decoded for this state alone: its containers are used, not copied.
+            counts=doc.get("counts", {}),
+            fit_matched=doc.get("fit_matched", {}),
+            milestones=doc.get("milestones", {}),
+            alerts=doc.get("alerts", []),
+            blocked=doc.get("blocked", {}),
             grade=grade,
         )
 

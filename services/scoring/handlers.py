@@ -227,7 +227,7 @@ class ScoringHandler:
             state = work.states.get(lead)
             if state is None:
                 state = work.states[lead] = state_of(scorer, work.rows[lead])
-            scorer.apply(state, activity_of(event), work.fx(lead))
+            scorer.apply(state, activity_of(event, plan.email), work.fx(lead))
             work.cause[lead] = event.event_id
 
     async def _rebuild(
@@ -306,7 +306,7 @@ class ScoringHandler:
             score, fit, engagement = score_of(scorer, state, at) if at else (row.score, 0, 0)
             if at is not None and (score != row.score or state.grade != row.grade or lead in work.rebuilt):
                 scored = LeadScoreChanged(
-                    event_id=_change_id("score", lead, score, state.grade, at, cause),
+                    event_id=_change_id("score", lead, cause or at),
                     lead_id=lead,
                     user_id=row.user_id or state.user_id,
                     score=score,

@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 
 from services.scoring.engine import Activity, Effects, LeadState, Scorer, score_of
 from services.scoring.repository import HistoryEvent, LeadRow, LeadWrite
-from services.scoring.service import email_of
 from shared.events import TrackedEvent
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -32,7 +31,8 @@ def state_of(scorer: Scorer, row: LeadRow) -> LeadState:
     )
 
 
-def activity_of(event: TrackedEvent) -> Activity:
+def activity_of(event: TrackedEvent, email: str | None) -> Activity:
+    """The engine's view of a tracked event (`email` as the identity planner found it)."""
     return Activity(
         event_id=event.event_id,
         type=event.type,
@@ -40,7 +40,7 @@ def activity_of(event: TrackedEvent) -> Activity:
         at=event.timestamp,
         properties=event.properties,
         traits=event.traits if event.type == "identify" else {},
-        email=email_of(event),
+        email=email,
         user_id=event.user_id,
         bot=event.bot is not None,
     )

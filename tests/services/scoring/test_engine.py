@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -157,7 +158,8 @@ def test_a_lead_becomes_mql_notifies_sales_and_decays_out_at_a_computed_time() -
     expected = T0 + timedelta(minutes=1, days=10 * math.log2(state.engagement / 40))
     exits = []
     for tick_every in (timedelta(hours=1), timedelta(days=3)):
-        copy = LeadState.from_parts(state.to_json(), stages=state.stages, traits=state.traits,
+        doc = orjson.loads(orjson.dumps(state.to_json()))
+        copy = LeadState.from_parts(doc, stages=state.stages, traits=state.traits,
                                     trait_times=state.trait_times, email=state.email, user_id=state.user_id,
                                     fit=state.fit, engagement=state.engagement, grade=state.grade)  # fmt: skip
         out = Effects()
