@@ -14,18 +14,23 @@ import math
 import os
 import platform
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 
 import asyncpg
+import psutil
 
 from funnelstream.embedded import EmbeddedBroker, EmbeddedPostgres
 from funnelstream.migrate import upgrade
+from funnelstream.processes import spawn
 from shared.settings import to_libpq_url
 
 log = logging.getLogger("bench")
@@ -61,6 +66,8 @@ class Stack:
     run_id: str
     # pids of embedded servers (for CPU accounting); empty for external ones
     pids: dict[str, int] = field(default_factory=dict)
+    # the server's own URL (not the run's database), for CREATE DATABASE ... TEMPLATE copies
+    server_url: str = ""
 
     @property
     def topic_prefix(self) -> str:
@@ -147,6 +154,7 @@ def components() -> Iterator[Stack]:
             db=f"{db_kind} {version}",
             run_id=run_id,
             pids=pids,
+            server_url=server_url,
         )
     finally:
         if created and server_url:
@@ -158,3 +166,112 @@ def components() -> Iterator[Stack]:
             pg.stop()
         shutil.rmtree(tmp, ignore_errors=True)
         progress("components stopped")
+
+
+@contextlib.asynccontextmanager
+async def database_copy(stack: Stack, suffix: str) -> AsyncIterator[str]:
+    """A fresh copy of the run's migrated (and otherwise untouched) database; dropped afterwards.
+
+    CREATE DATABASE ... TEMPLATE needs no session on the template: keep the run's database unused.
+    """
+    name = f"bench_{stack.run_id}_{suffix}"
+    server_url = stack.server_url or stack.database_url
+    await _admin_sql(server_url, f'CREATE DATABASE "{name}" TEMPLATE "bench_{stack.run_id}"')
+    try:
+        yield _with_database(server_url, name)
+    finally:
+        with contextlib.suppress(Exception):
+            await _admin_sql(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User + system CPU of these processes and all their live descendants so far."""
+    total = 0.0
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            for p in [proc, *proc.children(recursive=True)]:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    times = p.cpu_times()
+                    total += times.user + times.system
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
+def product_env(stack: Stack, **settings: object) -> dict[str, str]:
+    """Environment for a `funnelstream` process of this run: the stack's settings plus `settings`
+    (lower-case names without the prefix); FUNNELSTREAM_* variables of the caller are dropped."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FUNNELSTREAM_")}
+    base: dict[str, object] = {
+        "database_url": stack.database_url,
+        "kafka_bootstrap_servers": stack.bootstrap,
+        "kafka_idempotence": stack.kafka_idempotence,
+        "kafka_session_timeout_ms": stack.session_timeout_ms,
+        "topic_prefix": stack.topic_prefix,
+        "log_level": "WARNING",
+    }
+    for name, value in {**base, **settings}.items():
+        env[f"FUNNELSTREAM_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env
+
+
+class Children:
+    """`funnelstream` CLI processes of a run, each logging to its own file in `log_dir`.
+
+    Children get SIGTERM when this process dies (even by SIGKILL); leaving the block stops those
+    still running (SIGTERM, then SIGKILL after `timeout`). Start them from the main thread.
+    """
+
+    def __init__(self, log_dir: Path, timeout: float = 15.0) -> None:
+        self.log_dir = log_dir
+        self.timeout = timeout
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, args: Sequence[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        cli = Path(sys.executable).parent / "funnelstream"
+        proc = spawn([str(cli), *args], log_file=self.log_file(name), death_signal=signal.SIGTERM, env=env)
+        self.procs[name] = proc
+        return proc
+
+    def log_file(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
+
+    def tail(self, name: str, chars: int = 3000) -> str:
+        try:
+            return self.log_file(name).read_text(errors="replace")[-chars:]
+        except FileNotFoundError:
+            return ""
+
+    def check_alive(self) -> None:
+        """Raise, with the end of its log, if a child has exited."""
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.tail(name)}")
+
+    def stop(self, names: Sequence[str] | None = None) -> dict[str, int | None]:
+        """SIGTERM every named child (all by default) at once, wait for each (SIGKILL after `timeout`);
+        their exit codes. One signal only: a second one could hit a child already shutting down."""
+        chosen = {n: p for n, p in self.procs.items() if names is None or n in names}
+        for proc in chosen.values():
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.timeout
+        for name, proc in chosen.items():
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("%s ignored SIGTERM for %.0fs; killing it", name, self.timeout)
+                proc.kill()
+                proc.wait(5)
+            del self.procs[name]
+        return {name: proc.returncode for name, proc in chosen.items()}
+
+    def __enter__(self) -> Children:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
