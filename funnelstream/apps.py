@@ -13,7 +13,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from funnelstream import __version__
 from funnelstream.migrate import wait_for_schema
+from services.admin.accounts_api import accounts_router
 from services.admin.api import admin_router
+from services.admin.scoring_api import scoring_router
 from services.admin.webhook_endpoints import webhook_endpoints_router
 from services.admin.webhook_secrets import webhook_secrets_router
 from services.ingest.api import IngestError, IngestState, TrackingFastPath, ingest_error_handler, tracking_router
@@ -57,6 +59,7 @@ def create_app(*, ingest: IngestSettings | None = None, admin: AdminSettings | N
         await producer.start()
         sessionmaker = make_sessionmaker(engine)
         app.state.sessionmaker = sessionmaker
+        app.state.producer = producer
         if admin is not None:
             app.state.admin_token = admin.admin_token.get_secret_value()
         if ingest is not None:
@@ -89,6 +92,8 @@ def create_app(*, ingest: IngestSettings | None = None, admin: AdminSettings | N
         app.include_router(webhooks_router())
     if admin is not None:
         app.include_router(admin_router())
+        app.include_router(scoring_router(admin))
+        app.include_router(accounts_router())
         app.include_router(webhook_secrets_router())
         app.include_router(webhook_endpoints_router())
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.admin import repository
-from services.admin.schemas import LeadList, LeadOut, Problem, SourceCreate, SourceCreated, SourceOut
+from services.admin import repository, scoring_repository, scoring_service
+from services.admin.schemas import LeadList, Problem, SourceCreate, SourceCreated, SourceOut
+from services.admin.scoring_schemas import LeadDetail
 from shared.security import hash_write_key, new_write_key, same_secret
 
 bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <FUNNELSTREAM_ADMIN_TOKEN>")
@@ -32,6 +34,18 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     maker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     async with maker() as session, session.begin():
         yield session
+
+
+async def lead_detail(session: AsyncSession, user_id: str) -> LeadDetail | None:
+    """The lead known by `user_id` as of now under the active rules, or None."""
+    lead_id = await scoring_repository.lead_id_of_user(session, user_id)
+    found = await scoring_repository.lead_row(session, lead_id) if lead_id is not None else None
+    if found is None:
+        return None
+    row, times = found
+    scorer = await scoring_repository.active_scorer(session)
+    history = await scoring_repository.lead_history(session, row.lead_id)
+    return scoring_service.lead_detail(scorer, row, times, history, datetime.now(UTC))
 
 
 AdminDep = Depends(require_admin)
@@ -67,21 +81,66 @@ def admin_router() -> APIRouter:
         email: Annotated[str | None, Query(max_length=320)] = None,
         anonymous_id: Annotated[str | None, Query(max_length=512)] = None,
         user_id: Annotated[str | None, Query(max_length=512)] = None,
+        stage: Annotated[str | None, Query(max_length=80, description="Only leads in this stage")] = None,
+        model: Annotated[
+            str | None, Query(max_length=80, description="Funnel model of `stage`; default primary")
+        ] = None,
+        grade: Annotated[
+            list[str] | None, Query(description="Grades at request time, e.g. A1; repeat or comma-list")
+        ] = None,
+        min_score: Annotated[float | None, Query(description="Score decayed to request time at least this")] = None,
+        max_score: Annotated[float | None, Query(description="Score decayed to request time at most this")] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        after: Annotated[str | None, Query(max_length=500, description="`next` of the previous page")] = None,
     ) -> LeadList:
-        """Find leads by any identity they are known by."""
+        """Find leads by one identity (email, anonymous_id or user_id), or else list live leads, highest score
+        first, filtered by stage, grade and score. Scores are decayed to the time of the first page."""
         given = {k: v for k, v in {"email": email, "anonymous_id": anonymous_id, "user_id": user_id}.items() if v}
-        if len(given) != 1:
-            raise HTTPException(400, "give exactly one of email, anonymous_id, user_id")
-        kind, value = next(iter(given.items()))
-        leads = await repository.leads_by_identity(session, kind, value)
-        return LeadList(leads=[LeadOut.model_validate(lead) for lead in leads])
+        if len(given) > 1:
+            raise HTTPException(400, "give at most one of email, anonymous_id, user_id")
+        scorer = await scoring_repository.active_scorer(session)
+        at, cursor = datetime.now(UTC), None
+        if after is not None and not given:
+            at, score, lead_id = scoring_service.decode_cursor(after, datetime, float, uuid.UUID)
+            cursor = (score, lead_id)
+        where = None
+        if stage is not None:
+            funnel = scoring_service.funnel_model(scorer.rules, model)
+            where = (funnel.name, scoring_service.check_stage(funnel, stage), funnel.name == scorer.rules.primary_model)
+        elif model is not None:
+            raise scoring_service.bad("stage", "give the stage to filter `model` by")
+        grades = tuple(g.strip().upper() for value in grade or () for g in value.split(",") if g.strip())
+        for g in grades:
+            if len(g) != 2 or g[0] not in "ABCD" or g[1] not in "1234":
+                raise scoring_service.bad("grade", f"{g!r} is not a grade (A1 to D4)")
+        query = scoring_repository.LeadQuery(
+            identity=next(iter(given.items()), None),
+            stage=where,
+            grades=grades,
+            min_score=min_score,
+            max_score=max_score,
+            after=cursor,
+            limit=500 if given else limit,
+            order="created" if given else "score",
+        )
+        decay = scoring_repository.Decay(at, scorer.half_life_s, scorer.rules.grades)
+        rows = await scoring_repository.list_leads(session, query, decay)
+        page, more = rows[: query.limit], len(rows) > query.limit and not given
+        last = page[-1] if page else None
+        return LeadList(
+            leads=[scoring_service.lead_out(row, at) for row in page],
+            next=scoring_service.encode_cursor(at.isoformat(), last["score_now"], last["lead_id"])
+            if more and last
+            else None,
+        )
 
-    @router.get("/leads/{user_id}", response_model=LeadOut, tags=["leads"])
-    async def get_lead(user_id: str, session: SessionDep) -> LeadOut:
-        """The lead known by this user id."""
-        leads = await repository.leads_by_identity(session, "user_id", user_id)
-        if not leads:
+    @router.get("/leads/{user_id}", response_model=LeadDetail, tags=["leads"])
+    async def get_lead(user_id: str, session: SessionDep) -> LeadDetail:
+        """The lead known by this user id, scored at the time of the request, with its stage history,
+        recent events, latest ledger entries, accounts and alerts."""
+        detail = await lead_detail(session, user_id)
+        if detail is None:
             raise HTTPException(404, f"no lead with user id {user_id!r}")
-        return LeadOut.model_validate(leads[0])
+        return detail
 
     return router

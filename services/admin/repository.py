@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.models import Lead, LeadIdentity, Source
@@ -32,7 +32,7 @@ async def revoke_source(session: AsyncSession, source_id: uuid.UUID) -> Source |
     return await session.get(Source, source_id, populate_existing=True)
 
 
-async def leads_by_identity(session: AsyncSession, kind: str, value: str) -> Sequence[Lead]:
+def known_by(kind: str, value: str) -> ColumnElement[bool]:
     """Leads known by an identity: through the identity table, or the lead's own columns."""
     if kind == "email":
         value = value.strip().lower()
@@ -40,9 +40,10 @@ async def leads_by_identity(session: AsyncSession, kind: str, value: str) -> Seq
         LeadIdentity.kind == IDENTITY_KINDS[kind], LeadIdentity.value == value
     )
     column = {"user_id": Lead.user_id, "anonymous_id": Lead.anonymous_id, "email": Lead.email}[kind]
-    query = (
-        select(Lead)
-        .where((Lead.lead_id.in_(via_identity)) | (column == value), Lead.merged_into.is_(None))
-        .order_by(Lead.created_at)
-    )
+    return (Lead.lead_id.in_(via_identity)) | (column == value)
+
+
+async def leads_by_identity(session: AsyncSession, kind: str, value: str) -> Sequence[Lead]:
+    """Live leads known by an identity, oldest first."""
+    query = select(Lead).where(known_by(kind, value), Lead.merged_into.is_(None)).order_by(Lead.created_at)
     return (await session.scalars(query)).all()
