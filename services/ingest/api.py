@@ -143,14 +143,25 @@ def check_rate(state: IngestState, source_id: uuid.UUID, events: int) -> None:
         raise IngestError(429, "rate limit exceeded for this write key", headers={"Retry-After": str(math.ceil(wait))})
 
 
-def parse_message(data: dict[str, Any], event_type: EventType, where: str = "") -> SegmentMessage:
+RESERVED_PREFIX = "funnelstream."
+
+
+def parse_message(
+    data: dict[str, Any], event_type: EventType, where: str = "", *, signed: bool = False
+) -> SegmentMessage:
+    """Validate one Segment message. Event names starting with `funnelstream.` (sales decisions) change
+    funnel stages, so only signed webhooks may send them, never a browser's public write key."""
     try:
-        return SegmentMessage.model_validate({**data, "type": event_type})
+        message = SegmentMessage.model_validate({**data, "type": event_type})
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
         msg = first["msg"].removeprefix("Value error, ")
         raise IngestError(400, f"{where}{field + ': ' if field else ''}{msg}", where + field or None) from None
+    if not signed and message.event and message.event.startswith(RESERVED_PREFIX):
+        error = f"{where}event: names starting with {RESERVED_PREFIX!r} are accepted only through signed webhooks"
+        raise IngestError(400, error, f"{where}event")
+    return message
 
 
 async def publish(state: IngestState, events: list[TrackedEvent], endpoint: str) -> None:

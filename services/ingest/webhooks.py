@@ -68,7 +68,7 @@ def generic_events(
         event_type = data.get("type")
         if event_type not in EVENT_TYPES:
             raise IngestError(400, f"type: must be one of {', '.join(EVENT_TYPES)}", "type")
-        message = parse_message(with_id(data, 0), event_type)
+        message = parse_message(with_id(data, 0), event_type, signed=True)
         return [build_event(message, event_type, source_id, received_at, None)]
     try:
         envelope = BatchRequest.model_validate(data)
@@ -85,7 +85,7 @@ def generic_events(
         if len(orjson.dumps(item)) > MAX_EVENT_BYTES:
             raise IngestError(400, f"batch.{index}: event exceeds {MAX_EVENT_BYTES // 1024} KB", f"batch.{index}")
         merged = {**with_id(item, index), "context": {**envelope.context, **(item.get("context") or {})}}
-        message = parse_message(merged, event_type, where=f"batch.{index}.")
+        message = parse_message(merged, event_type, where=f"batch.{index}.", signed=True)
         events.append(build_event(message, event_type, source_id, received_at, envelope.sentAt))
     return events
 

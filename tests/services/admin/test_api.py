@@ -64,7 +64,8 @@ async def test_bad_input_is_a_400_naming_the_field(settings_kwargs: dict[str, An
     async with running_stack(settings_kwargs, consumers=()) as stack, httpx.AsyncClient() as client:
         r = await client.post(f"{stack.base_url}/api/sources", json={"name": ""}, headers=stack.admin)
         assert r.status_code == 400 and r.json()["field"] == "name"
-        r = await client.get(f"{stack.base_url}/api/leads", headers=stack.admin)
+        both = {"email": "a@b.c", "user_id": "u"}
+        r = await client.get(f"{stack.base_url}/api/leads", params=both, headers=stack.admin)
         assert r.status_code == 400 and "email" in r.json()["error"]
         r = await client.get(f"{stack.base_url}/api/leads/nobody", headers=stack.admin)
         assert r.status_code == 404 and "nobody" in r.json()["error"]

@@ -138,3 +138,14 @@ async def test_websites_may_call_the_tracking_api_cross_origin(settings_kwargs: 
         assert r.status_code == 401 and r.headers["access-control-allow-origin"] == "*"
         admin = await client.get(f"{stack.base_url}/api/sources", headers={**origin, **stack.admin})
         assert "access-control-allow-origin" not in admin.headers
+
+
+async def test_a_browser_key_cannot_send_a_sales_decision(settings_kwargs: dict[str, Any]) -> None:
+    async with running_stack(settings_kwargs, consumers=()) as stack, httpx.AsyncClient() as client:
+        key = await stack.create_source(client)
+        decision = {"userId": "me", "event": "funnelstream.sales_decision", "properties": {"stage": "customer"}}
+        r = await client.post(f"{stack.base_url}/v1/track", json=decision, headers=basic(key))
+        assert r.status_code == 400 and r.json()["field"] == "event"
+        batch = {"batch": [{"type": "track", "userId": "me", "event": "Signed Up"}, {"type": "track", **decision}]}
+        r = await client.post(f"{stack.base_url}/v1/batch", json=batch, headers=basic(key))
+        assert r.status_code == 200 and r.json() == {"success": True, "rejected": [1]}
