@@ -71,6 +71,8 @@ def make_consumer(settings: Settings, group_id: str, **overrides: Any) -> AIOKaf
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
         "max_partition_fetch_bytes": 4 * 1024 * 1024,
+        # aiokafka waits up to 500 ms by default for a fetch to fill: a lone event would wait that long.
+        "fetch_max_wait_ms": settings.consumer_fetch_wait_ms,
         "session_timeout_ms": settings.kafka_session_timeout_ms,
         "heartbeat_interval_ms": max(100, settings.kafka_session_timeout_ms // 10),
     }

@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     )
     consumer_batch_size: int = Field(default=500, ge=1, le=100_000)
     consumer_poll_ms: int = Field(default=100, ge=1, le=60_000)
+    consumer_fetch_wait_ms: int = Field(
+        default=20,
+        ge=0,
+        le=10_000,
+        description="How long the broker may hold a fetch to fill it; low keeps the reaction to a lone event fast",
+    )
     log_level: str = Field(default="INFO", pattern=r"^(?i)(DEBUG|INFO|WARNING|ERROR)$")
 
     @property

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from funnelstream.dlq import list_dead_letters, replay_dead_letters
 from services.scoring.handlers import ScoringHandler
 from shared.deadletter import DeadLetter, send_dead_letters
-from shared.events import TrackedEvent
+from shared.events import ScoringTick, TrackedEvent
 from shared.kafka import make_consumer
 from shared.runner import ConsumerRunner, Outgoing
 from tests.helpers import Env, env, event, eventually, produce, running
@@ -51,8 +51,8 @@ async def test_undecodable_message_is_dead_lettered_with_reason_and_the_rest_app
 class PoisonHandler(ScoringHandler):
     """Scoring, except that events of user "poison" make it fail the way a bug would."""
 
-    async def apply(self, session: AsyncSession, items: Sequence[TrackedEvent]) -> list[Outgoing]:
-        if any(i.user_id == "poison" for i in items):
+    async def apply(self, session: AsyncSession, items: Sequence[TrackedEvent | ScoringTick]) -> list[Outgoing]:
+        if any(isinstance(i, TrackedEvent) and i.user_id == "poison" for i in items):
             raise ValueError("cannot score poison")
         return await super().apply(session, items)
 
@@ -74,7 +74,7 @@ class FlakyHandler(ScoringHandler):
 
     failures = 2
 
-    async def apply(self, session: AsyncSession, items: Sequence[TrackedEvent]) -> list[Outgoing]:
+    async def apply(self, session: AsyncSession, items: Sequence[TrackedEvent | ScoringTick]) -> list[Outgoing]:
         if self.failures:
             self.failures -= 1
             raise ConnectionResetError("connection reset by peer")
@@ -160,7 +160,7 @@ class DownHandler(ScoringHandler):
 
     attempts = 0
 
-    async def apply(self, session: AsyncSession, items: Sequence[TrackedEvent]) -> list[Outgoing]:
+    async def apply(self, session: AsyncSession, items: Sequence[TrackedEvent | ScoringTick]) -> list[Outgoing]:
         self.attempts += 1
         raise ConnectionRefusedError("database unreachable")
 
