@@ -22,6 +22,10 @@ from services.ingest.api import IngestError, IngestState, TrackingFastPath, inge
 from services.ingest.browser import TrackingCORSMiddleware, browser_router
 from services.ingest.repository import SourceCache
 from services.ingest.webhooks import webhooks_router
+from services.nurture.consent.api import consent_admin_router, consent_public_router
+from services.nurture.delivery.api import delivery_router
+from services.nurture.sequences.api import sequences_router
+from services.nurture.templates.api import templates_router
 from shared.db import make_engine, make_sessionmaker
 from shared.health import broker_check, database_check, health_router
 from shared.kafka import Topics, make_producer
@@ -90,12 +94,17 @@ def create_app(*, ingest: IngestSettings | None = None, admin: AdminSettings | N
         app.include_router(tracking_router())
         app.include_router(browser_router())
         app.include_router(webhooks_router())
+        app.include_router(consent_public_router())
     if admin is not None:
         app.include_router(admin_router())
         app.include_router(scoring_router(admin))
         app.include_router(accounts_router())
         app.include_router(webhook_secrets_router())
         app.include_router(webhook_endpoints_router())
+        app.include_router(templates_router())
+        app.include_router(sequences_router())
+        app.include_router(consent_admin_router())
+        app.include_router(delivery_router())
 
         @app.get("/", include_in_schema=False)
         async def home() -> HTMLResponse:

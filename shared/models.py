@@ -121,5 +121,9 @@ class ProcessedEvent(Base):
     __table_args__ = (Index("ix_processed_events_processed_at", "processed_at"),)
 
 
+import shared.consent_models  # noqa: E402, F401
+import shared.delivery_models  # noqa: E402, F401
 import shared.scoring_models  # noqa: E402, F401 - registers the scoring tables
+import shared.sequences_models  # noqa: E402, F401
+import shared.templates_models  # noqa: E402, F401
 import shared.webhook_models  # noqa: E402, F401 - registers the outgoing webhook tables

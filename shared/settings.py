@@ -108,6 +108,10 @@ class NurtureSettings(Settings):
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = False
     mail_from: str = "FunnelStream <noreply@localhost>"
+    # -- templates (services/nurture/templates)
+    # -- consent (services/nurture/consent)
+    # -- delivery (services/nurture/delivery)
+    # -- sequences and scheduler (services/nurture/sequences)
 
 
 class DevSettings(BaseSettings):

@@ -1,0 +1,1 @@
+"""Nurture: consent and subscriptions."""

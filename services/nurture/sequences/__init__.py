@@ -1,0 +1,1 @@
+"""Nurture: nurture sequences and scheduler."""
