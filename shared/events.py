@@ -106,7 +106,26 @@ class LeadStageChanged(EventModel):
     occurred_at: datetime = Field(description="Event time of the change")
 
 
-LeadChange = LeadScoreChanged | LeadStageChanged
+class LeadActivity(EventModel):
+    """A human track event, resolved to its lead by scoring (`lead.activity`). Topic `lead-changes`.
+
+    Nurture reacts to events (triggers, waits, exits) through these: scoring owns identity, so nurture
+    never sees an event before the lead it belongs to exists, and sees it in the lead's order.
+    """
+
+    topic: ClassVar[str] = "lead-changes"
+    schema_version: Literal[1] = 1
+    type: Literal["lead.activity"] = "lead.activity"
+    lead_id: uuid.UUID
+    user_id: str | None = None
+    name: str
+    properties: dict[str, Any] = Field(default_factory=dict)
+    source_id: uuid.UUID
+    cause_event_id: uuid.UUID
+    occurred_at: datetime
+
+
+LeadChange = LeadScoreChanged | LeadStageChanged | LeadActivity
 
 
 class ScoringTick(EventModel):
@@ -181,6 +200,8 @@ def decode_lead_change(raw: bytes | None) -> LeadChange:
         return decode_data(LeadScoreChanged, data)
     if kind == "lead.stage_changed":
         return decode_data(LeadStageChanged, data)
+    if kind == "lead.activity":
+        return decode_data(LeadActivity, data)
     raise InvalidMessage(f"type: unknown lead change {kind!r}")
 
 

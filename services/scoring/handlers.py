@@ -35,6 +35,7 @@ from services.scoring.rulebook import ActiveRules
 from services.scoring.service import EventPlan, Identity, fold_direction, plan_batch
 from shared import outbox
 from shared.events import (
+    LeadActivity,
     LeadScoreChanged,
     LeadStageChanged,
     ScoringTick,
@@ -61,6 +62,7 @@ class Work:
     seen: dict[uuid.UUID, datetime] = field(default_factory=dict)
     rebuilt: set[uuid.UUID] = field(default_factory=set)
     fresh: set[uuid.UUID] = field(default_factory=set)
+    activities: list[tuple[uuid.UUID, TrackedEvent]] = field(default_factory=list)
 
     def fx(self, lead: uuid.UUID) -> Effects:
         return self.effects.setdefault(lead, Effects())
@@ -229,6 +231,8 @@ class ScoringHandler:
                 state = work.states[lead] = state_of(scorer, work.rows[lead])
             scorer.apply(state, activity_of(event, plan.email), work.fx(lead))
             work.cause[lead] = event.event_id
+            if event.type == "track" and event.bot is None and event.event:
+                work.activities.append((lead, event))
 
     async def _rebuild(
         self, session: AsyncSession, scorer: Scorer, leads: list[uuid.UUID], until: datetime, work: Work
@@ -321,6 +325,18 @@ class ScoringHandler:
                     occurred_at=at,
                 )
                 out.append(Outgoing(self._out.lead_changes, lead.bytes, scored.to_bytes()))
+        for lead, event in work.activities:
+            activity = LeadActivity(
+                event_id=_change_id("activity", event.event_id),
+                lead_id=lead,
+                user_id=event.user_id,
+                name=event.event or "",
+                properties=event.properties,
+                source_id=event.source_id,
+                cause_event_id=event.event_id,
+                occurred_at=event.timestamp,
+            )
+            out.append(Outgoing(self._out.lead_changes, lead.bytes, activity.to_bytes()))
         await repository.write_leads(session, writes)
         await repository.insert_ledger(session, scorer.version, ledger)
         await repository.insert_stage_history(session, scorer.version, history)

@@ -110,11 +110,15 @@ async def test_a_demo_request_makes_an_mql_with_ledger_history_announcements_and
             hooks = await e.scalar("SELECT array_agg(event_type ORDER BY event_type) FROM webhook_deliveries")
             assert hooks == ["lead.attention", "lead.mql"]  # the demo-requested alert, and the MQL
             seen: list[Any] = []
-            while not any(getattr(m, "stage", None) == "mql" for m in seen):
+            while not (
+                any(getattr(m, "stage", None) == "mql" for m in seen) and any(m.type == "lead.activity" for m in seen)
+            ):
                 batch = await changes.getmany(timeout_ms=5000)
                 assert batch, f"no mql announcement, got {seen}"
                 seen += [decode_lead_change(r.value) for rs in batch.values() for r in rs]
-            assert {m.type for m in seen} == {"lead.score_changed", "lead.stage_changed"}
+            assert {m.type for m in seen} == {"lead.score_changed", "lead.stage_changed", "lead.activity"}
+            activities = [m.name for m in seen if m.type == "lead.activity"]
+            assert activities == ["Demo Requested"]  # the bot-flagged one is not announced
         finally:
             await changes.stop()
 
