@@ -65,6 +65,15 @@ class IngestSettings(Settings):
         default=2000, ge=0, description="Events per second per write key and worker; 0 turns the limit off"
     )
     rate_limit_burst: int = Field(default=10_000, ge=1, description="Events a write key may send at once")
+    sns_verify_signatures: bool = Field(
+        default=True,
+        description="Verify Amazon SNS message signatures on /v1/email-feedback/ses (fetches Amazon's certificate)",
+    )
+    sendgrid_verification_key: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="SendGrid's signed Event Webhook verification key (base64); set, unsigned events are refused",
+    )
 
 
 class AdminSettings(Settings):
