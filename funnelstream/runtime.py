@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Generator
+from datetime import timedelta
 from typing import Any
 
 import uvicorn
@@ -16,7 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from funnelstream.apps import create_app
 from funnelstream.migrate import wait_for_schema
+from services.nurture.delivery.mailer import make_mailer
+from services.nurture.delivery.sweeper import sweeper_loop
 from services.nurture.handlers import NurtureHandler
+from services.nurture.sequences.messaging import SequenceMessenger
+from services.nurture.sequences.scheduler import Scheduler, scheduler_loop
+from services.nurture.sequences.timing import SendPolicy
 from services.scoring.handlers import ScoringHandler
 from services.scoring.rescore import rescore_loop, tick_loop
 from services.scoring.retention import retention_loop
@@ -87,7 +93,8 @@ def background_tasks(
     name: str, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], producer: AIOKafkaProducer
 ) -> list[asyncio.Task[None]]:
     """Periodic work that rides along with a consumer process: with scoring, retention, webhook delivery,
-    rescoring after a rule-set change and the scoring tick.
+    rescoring after a rule-set change and the scoring tick; with nurture, the step scheduler and the
+    sweeper that marks sends whose process died as `unknown`.
 
     Stopped by cancellation: a delivery cut short mid-POST is retried once its lease expires, and a
     rescore chunk cut short is rolled back and done again."""
@@ -97,6 +104,19 @@ def background_tasks(
             asyncio.create_task(delivery_loop(settings, sessionmaker, asyncio.Event()), name="webhooks"),
             asyncio.create_task(rescore_loop(settings, sessionmaker, producer), name="rescore"),
             asyncio.create_task(tick_loop(settings, producer), name="tick"),
+        ]
+    if name == "nurture" and isinstance(settings, NurtureSettings):
+        scheduler = Scheduler(
+            sessionmaker,
+            SequenceMessenger(settings, sessionmaker, make_mailer(settings)),
+            policy=SendPolicy(
+                settings.quiet_hours_start, settings.quiet_hours_end, timedelta(hours=settings.frequency_cap_hours)
+            ),
+            batch=settings.scheduler_batch,
+        )
+        return [
+            asyncio.create_task(scheduler_loop(scheduler, settings.scheduler_poll_seconds), name="scheduler"),
+            asyncio.create_task(sweeper_loop(settings, sessionmaker), name="send-sweeper"),
         ]
     return []
 

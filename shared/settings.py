@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import time
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -120,7 +121,50 @@ class NurtureSettings(Settings):
     # -- templates (services/nurture/templates)
     # -- consent (services/nurture/consent)
     # -- delivery (services/nurture/delivery)
+    public_base_url: str = Field(
+        default="http://127.0.0.1:8000",
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        description="Public URL of the collection edge, for the open pixel, click and unsubscribe links in emails",
+    )
+    mailbox_dir: Path | None = Field(
+        default=None, description="Write emails as .eml files into this folder instead of SMTP (the dev mailbox)"
+    )
+    smtp_timeout_seconds: float = Field(
+        default=30.0, gt=0, le=600, description="Deadline of one SMTP attempt, from connecting to the server's answer"
+    )
+    smtp_connections: int = Field(
+        default=4, ge=1, le=64, description="SMTP connections kept open per process; a batch goes out over all of them"
+    )
+    smtp_attempts: int = Field(
+        default=4, ge=1, le=20, description="Attempts per email while errors happen before the server took it"
+    )
+    smtp_backoff_seconds: float = Field(
+        default=2.0, gt=0, le=600, description="Wait after a transient SMTP error; doubles per attempt, at most 60 s"
+    )
+    send_lease_seconds: float = Field(
+        default=600,
+        ge=30,
+        le=86_400,
+        description="How long a claimed send may take; a claim older than this whose process died becomes `unknown`",
+    )
+    send_sweep_seconds: float = Field(
+        default=30, gt=0, le=3600, description="How often expired claims are turned into `unknown` sends"
+    )
+    dkim_domain: str | None = Field(default=None, description="DKIM d= for sources without their own key")
+    dkim_selector: str | None = Field(default=None, description="DKIM s= for sources without their own key")
+    dkim_private_key: SecretStr | None = Field(default=None, description="PEM RSA key signing mail (DKIM)")
+    default_timezone: str = Field(default="UTC", description="IANA time zone of sources without their own")
     # -- sequences and scheduler (services/nurture/sequences)
+    quiet_hours_start: time = Field(default=time(21, 0), description="Marketing mail waits from this local time ...")
+    quiet_hours_end: time = Field(default=time(8, 0), description="... until this one, in the recipient's time zone")
+    frequency_cap_hours: float = Field(
+        default=16,
+        ge=0,
+        le=24 * 30,
+        description="At most one marketing email per lead in this many hours, across sequences",
+    )
+    scheduler_poll_seconds: float = Field(default=0.25, gt=0, le=60, description="How often due steps are looked for")
+    scheduler_batch: int = Field(default=500, ge=1, le=10_000, description="Due steps taken per scheduler round")
 
 
 class DevSettings(BaseSettings):
