@@ -27,6 +27,8 @@ from datetime import UTC, datetime
 from aiokafka import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncSession
 
+# Erasure tombstones are kept by consent (services/nurture/consent); scoring only reads them.
+from services.nurture.consent.repository import erased
 from services.scoring import accounts, repository
 from services.scoring.engine import Effects, LeadState, Scorer, score_of
 from services.scoring.replay import activity_of, rebuild, state_of, write_of
@@ -89,8 +91,7 @@ class ScoringHandler:
         events = [i for i in items if isinstance(i, TrackedEvent)]
         ticks = [i for i in items if isinstance(i, ScoringTick)]
         work = Work()
-        plans = plan_batch(events)
-        leads, created = await self._resolve(session, plans)
+        plans, leads, created = await self._resolve(session, plan_batch(events))
         placed = await self._link(session, scorer, plans, leads, work)
         await self._lock(session, placed, work)
         fresh = await repository.insert_events(session, [(plan.event, lead) for plan, lead in placed])
@@ -111,16 +112,27 @@ class ScoringHandler:
     # -- identity --------------------------------------------------------------------------------
     async def _resolve(
         self, session: AsyncSession, plans: list[EventPlan]
-    ) -> tuple[dict[Identity, uuid.UUID], set[uuid.UUID]]:
-        """Every identity the batch mentions, creating leads for unknown primary identities."""
+    ) -> tuple[list[EventPlan], dict[Identity, uuid.UUID], set[uuid.UUID]]:
+        """Every identity the batch mentions, creating leads for unknown primary identities.
+
+        Events of people erased on request are dropped, so replaying the topic cannot bring them back.
+        Only identities no lead has are looked up among the tombstones: an erasure deletes a person's
+        identities, so a known identity never belongs to an erased person.
+        """
         wanted = {p.primary for p in plans} | {link.identity for p in plans for link in p.links}
         leads = await repository.find_leads(session, wanted)
+        unknown = wanted - leads.keys()
+        gone = await erased(session, unknown) if unknown else set()
+        if gone:
+            kept = [p for p in plans if p.primary not in gone and not any(k.identity in gone for k in p.links)]
+            log.info("dropped %d events of erased people", len(plans) - len(kept))
+            plans = kept
         missing = {p.primary for p in plans if p.primary not in leads}
         created = await repository.create_leads(session, missing)
         leads.update(created)
         if len(created) < len(missing):  # another consumer created some of them first
             leads.update(await repository.find_leads(session, missing - created.keys()))
-        return leads, set(created.values())
+        return plans, leads, set(created.values())
 
     async def _link(
         self,

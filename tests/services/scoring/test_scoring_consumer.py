@@ -12,6 +12,7 @@ import orjson
 import pytest
 from sqlalchemy import text
 
+from services.nurture.consent.privacy import erase_person, find_person
 from services.scoring import rulebook
 from services.scoring.handlers import ScoringHandler
 from services.scoring.rescore import rescore_step, tick_message
@@ -227,3 +228,27 @@ async def test_group_members_roll_up_into_an_account(settings_kwargs: dict[str, 
             )
         assert account["member_count"] == 2 and account["traits"]["name"] == "Acme"
         assert account["stages"]["b2b"] == "mql"  # eva's 60 points
+
+
+async def test_a_replay_cannot_bring_back_an_erased_person(settings_kwargs: dict[str, Any]) -> None:
+    async with env(settings_kwargs) as e:
+        events = [
+            ev("gina", None, 0, type="identify", traits={"email": "gina@acme.io"}, anonymous_id="anon-g"),
+            ev("gina", "Demo Requested", 1),
+            ev(None, None, 2, type="page", anonymous_id="anon-g"),
+        ]
+        async with running(e.runner()):
+            await e.send(*events)
+            await eventually(lambda: applied(e, 3), what="applied")
+        async with e.sessionmaker() as session, session.begin():
+            person = await find_person(session, "user", "gina", lock=True)
+            assert person is not None
+            await erase_person(session, person, datetime.now(UTC))
+        assert await e.scalar("SELECT count(*) FROM leads") == 0
+        async with e.engine.begin() as conn:  # as after the dedup window: only the tombstones remember
+            await conn.execute(text("DELETE FROM processed_events"))
+        async with running(e.runner(group_id=f"{e.settings.topic_prefix}replay")):
+            await e.send(*events)
+            await eventually(lambda: applied(e, 3), what="replayed")
+        assert await e.scalar("SELECT count(*) FROM leads") == 0
+        assert await e.scalar("SELECT count(*) FROM lead_events") == 0
