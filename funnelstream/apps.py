@@ -23,13 +23,14 @@ from services.ingest.browser import TrackingCORSMiddleware, browser_router
 from services.ingest.repository import SourceCache
 from services.ingest.webhooks import webhooks_router
 from services.nurture.consent.api import consent_admin_router, consent_public_router
+from services.nurture.consent.repository import consent_check
 from services.nurture.delivery.api import delivery_router
 from services.nurture.sequences.api import sequences_router
 from services.nurture.templates.api import templates_router
 from shared.db import make_engine, make_sessionmaker
 from shared.health import broker_check, database_check, health_router
 from shared.kafka import Topics, make_producer
-from shared.settings import AdminSettings, IngestSettings, Settings
+from shared.settings import AdminSettings, IngestSettings, NurtureSettings, Settings
 
 
 async def http_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -49,7 +50,9 @@ async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"error": f"{field}: {message}" if field else message, "field": field}, status_code=400)
 
 
-def create_app(*, ingest: IngestSettings | None = None, admin: AdminSettings | None = None) -> FastAPI:
+def create_app(
+    *, ingest: IngestSettings | None = None, admin: AdminSettings | None = None, nurture: NurtureSettings | None = None
+) -> FastAPI:
     """One app serving the parts given settings for; resources are opened in its lifespan."""
     base: Settings | None = ingest or admin
     if base is None:
@@ -66,6 +69,11 @@ def create_app(*, ingest: IngestSettings | None = None, admin: AdminSettings | N
         app.state.producer = producer
         if admin is not None:
             app.state.admin_token = admin.admin_token.get_secret_value()
+            # Delivery routes (resends, test sends, the dev mailbox): given nurture settings, else the
+            # environment's; a marketing resend checks consent first.
+            if nurture is not None:
+                app.state.nurture_settings = nurture
+            app.state.consent_check = consent_check
         if ingest is not None:
             app.state.ingest = IngestState(
                 ingest, producer, SourceCache(sessionmaker, ingest.write_key_cache_seconds), Topics(ingest.topic_prefix)

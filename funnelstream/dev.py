@@ -25,6 +25,7 @@ from funnelstream.embedded import EmbeddedBroker, EmbeddedPostgres
 from funnelstream.migrate import upgrade
 from funnelstream.processes import PidFile
 from funnelstream.runtime import CONSUMERS, background_tasks, make_server, start_server, stop_on_signals
+from services.nurture.delivery.mailer import dev_mail_overrides
 from shared.db import make_engine, make_sessionmaker
 from shared.kafka import ensure_topics, make_producer, wait_for_broker
 from shared.models import Source
@@ -149,7 +150,10 @@ class Dev:
             admin = load_settings(AdminSettings, **common, **keys, admin_token=secrets_.admin_token)
             consumers: dict[str, Settings] = {
                 "scoring": load_settings(ScoringSettings, **common),
-                "nurture": load_settings(NurtureSettings, **common, **keys),
+                # No SMTP server named: email goes to the dev mailbox folder (and GET /api/mailbox).
+                "nurture": load_settings(
+                    NurtureSettings, **common, **keys, **dev_mail_overrides(self.data_dir, os.environ)
+                ),
             }
             say("running migrations ...")
             await asyncio.to_thread(upgrade, database_url)
@@ -182,7 +186,9 @@ class Dev:
         }
         runner_tasks = {name: asyncio.create_task(r.run(), name=name) for name, r in runners.items()}
         extra = [t for name, s in consumers.items() for t in background_tasks(name, s, sessionmaker, producer)]
-        server = make_server(create_app(ingest=ingest, admin=admin), self.host, self.port)
+        nurture = consumers.get("nurture")
+        app = create_app(ingest=ingest, admin=admin, nurture=nurture if isinstance(nurture, NurtureSettings) else None)
+        server = make_server(app, self.host, self.port)
         try:
             server_task = await start_server(server)
             say("waiting for the consumers to join their groups ...")
@@ -221,6 +227,11 @@ class Dev:
         say(f"  database       {database_url}")
         say(f"  broker         {ingest.kafka_bootstrap_servers}  (topic prefix {ingest.topic_prefix!r})")
         say(f"  data folder    {self.data_dir}")
+        mailbox = os.environ.get("FUNNELSTREAM_MAILBOX_DIR") or (
+            None if "FUNNELSTREAM_SMTP_HOST" in os.environ else self.data_dir / "mailbox"
+        )
+        if mailbox is not None:
+            say(f"  email          written to {mailbox} (GET {base}/api/mailbox); set FUNNELSTREAM_SMTP_HOST to send")
         if self.broker is not None:
             say("  note: the embedded broker keeps events in memory; events not yet consumed are lost if")
             say("        this process dies. Use real Kafka (FUNNELSTREAM_KAFKA_BOOTSTRAP_SERVERS) for durability.")

@@ -49,7 +49,9 @@ async def lead_detail(session: AsyncSession, user_id: str) -> LeadDetail | None:
 
 
 AdminDep = Depends(require_admin)
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": the transaction commits before the answer is sent, so a client never reads old
+# data right after a 200, and a failed commit is an error answer, not a 200.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 ERRORS: dict[int | str, dict[str, object]] = {401: {"model": Problem}, 404: {"model": Problem}, 400: {"model": Problem}}
 
 
