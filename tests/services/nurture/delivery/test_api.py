@@ -95,16 +95,21 @@ async def test_an_unknown_send_is_listed_then_resent_once_by_an_operator(
     assert len(delivery.sink.received(to)) == 1
 
 
-async def test_marketing_is_not_resent_without_a_consent_check_and_can_be_dropped(
+async def test_a_marketing_resend_goes_through_consent_and_a_send_can_be_dropped(
     settings_kwargs: dict[str, Any], delivery: Delivery, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     to = delivery.sink.address("optin")
-    send_id = await unknown_send(delivery, to, kind="marketing")
+    refused_id = await unknown_send(delivery, to, kind="marketing")
+    dropped_id = await unknown_send(delivery, to, kind="marketing")
     async with admin_api(settings_kwargs, delivery.sink, monkeypatch) as (stack, client):
         api = f"{stack.base_url}/api/sends"
-        refused = await client.post(f"{api}/{send_id}/resend", headers=stack.admin)
-        assert refused.status_code == 409 and "consent" in refused.json()["error"]
-        dropped = await client.post(f"{api}/{send_id}/drop", json={"reason": "sent per MTA log"}, headers=stack.admin)
+        # The app checks consent before a marketing resend: this lead never consented (nor exists).
+        refused = await client.post(f"{api}/{refused_id}/resend", headers=stack.admin)
+        assert refused.status_code == 200, refused.text
+        assert refused.json()["status"] == "suppressed" and "resend refused" in refused.json()["error"]
+        dropped = await client.post(
+            f"{api}/{dropped_id}/drop", json={"reason": "sent per MTA log"}, headers=stack.admin
+        )
         assert dropped.status_code == 200
         assert (
             dropped.json()["status"] == "dropped"
@@ -112,7 +117,7 @@ async def test_marketing_is_not_resent_without_a_consent_check_and_can_be_droppe
         )
         assert (await client.post(f"{api}/{uuid.uuid4()}/drop", headers=stack.admin)).status_code == 404
         mine = (await client.get(api, params={"lead": dropped.json()["lead_id"]}, headers=stack.admin)).json()
-        assert [s["id"] for s in mine["sends"]] == [str(send_id)]
+        assert [s["id"] for s in mine["sends"]] == [str(dropped_id)]
     assert delivery.sink.received(to) == []
 
 
