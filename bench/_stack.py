@@ -107,8 +107,10 @@ async def _admin_sql(server_url: str, sql: str) -> str:
 
 
 @contextlib.contextmanager
-def components() -> Iterator[Stack]:
-    """Start (or attach to) PostgreSQL and the broker; create and migrate a fresh database; clean up."""
+def components(broker: bool = True) -> Iterator[Stack]:
+    """Start (or attach to) PostgreSQL and the broker; create and migrate a fresh database; clean up.
+
+    `broker=False` for benchmarks that never talk to Kafka: none is started (`bootstrap` is empty)."""
     run_id = uuid.uuid4().hex[:10]
     tmp = Path(tempfile.mkdtemp(prefix="fs-bench-"))
     pg: EmbeddedPostgres | None = None
@@ -128,14 +130,17 @@ def components() -> Iterator[Stack]:
             db_kind = "embedded PostgreSQL (fsync=on)"
             if pg.proc is not None:
                 pids["postgres"] = pg.proc.pid
-        if bootstrap:
-            broker = f"external Kafka {bootstrap}"
+        if not broker:
+            bootstrap, broker_kind = "", "none"
+            idempotence, session_timeout = False, 0
+        elif bootstrap:
+            broker_kind = f"external Kafka {bootstrap}"
             idempotence, session_timeout = True, 10_000
         else:
             progress("starting embedded tansu broker")
             tansu = EmbeddedBroker(tmp / "tansu-run")
             bootstrap = tansu.start()
-            broker = f"embedded tansu (in-memory) {bootstrap}"
+            broker_kind = f"embedded tansu (in-memory) {bootstrap}"
             # tansu refuses idempotent producers and completes a group join after ~half the session timeout
             idempotence, session_timeout = False, 2000
             if tansu.proc is not None:
@@ -150,7 +155,7 @@ def components() -> Iterator[Stack]:
             bootstrap=bootstrap,
             kafka_idempotence=idempotence,
             session_timeout_ms=session_timeout,
-            broker=broker,
+            broker=broker_kind,
             db=f"{db_kind} {version}",
             run_id=run_id,
             pids=pids,
