@@ -26,6 +26,7 @@ def _enrollment(row: dict[str, Any], log: list[dict[str, Any]]) -> EnrollmentOut
     definition = Definition.model_validate(row["definition"])
     index = row["step_index"]
     step = definition.steps[index].id if index is not None and index < len(definition.steps) else None
+    # (an index past the last step: the enrollment waits out a final wait, then ends)
     return EnrollmentOut(
         id=row["id"],
         sequence_id=row["sequence_id"],

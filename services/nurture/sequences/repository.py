@@ -311,23 +311,28 @@ async def marketing_sent(session: AsyncSession, sent: dict[uuid.UUID, datetime])
     )
 
 
-async def join_audience(session: AsyncSession, audience: str, lead_id: uuid.UUID, add: bool) -> bool:
-    """Add (or remove) a lead; True when that changed the membership."""
-    if add:
-        row = await session.execute(
-            text(
-                "INSERT INTO audience_members (audience, lead_id) VALUES (:a, :l) ON CONFLICT (audience, lead_id) "
-                "DO UPDATE SET removed_at = NULL, added_at = now() WHERE audience_members.removed_at IS NOT NULL "
-                "RETURNING 1"
-            ),
-            {"a": audience, "l": lead_id},
-        )
-    else:
-        row = await session.execute(
-            text(
-                "UPDATE audience_members SET removed_at = now() WHERE audience = :a AND lead_id = :l "
-                "AND removed_at IS NULL RETURNING 1"
-            ),
-            {"a": audience, "l": lead_id},
-        )
-    return row.first() is not None
+async def join_audiences(session: AsyncSession, pairs: list[tuple[str, uuid.UUID]]) -> set[tuple[str, uuid.UUID]]:
+    """Add leads to audiences in one statement; returns the (audience, lead) pairs that were not members."""
+    if not pairs:
+        return set()
+    rows = await session.execute(
+        text(
+            "INSERT INTO audience_members (audience, lead_id) SELECT DISTINCT * FROM unnest(CAST(:a AS text[]), "
+            "CAST(:l AS uuid[])) ON CONFLICT (audience, lead_id) DO UPDATE SET removed_at = NULL, added_at = now() "
+            "WHERE audience_members.removed_at IS NOT NULL RETURNING audience, lead_id"
+        ),
+        {"a": [a for a, _ in pairs], "l": [lead for _, lead in pairs]},
+    )
+    return {(r[0], r[1]) for r in rows}
+
+
+async def leave_audiences(session: AsyncSession, pairs: list[tuple[str, uuid.UUID]]) -> None:
+    if not pairs:
+        return
+    await session.execute(
+        text(
+            "UPDATE audience_members AS m SET removed_at = now() FROM unnest(CAST(:a AS text[]), CAST(:l AS uuid[])) "
+            "AS d(audience, lead_id) WHERE m.audience = d.audience AND m.lead_id = d.lead_id AND m.removed_at IS NULL"
+        ),
+        {"a": [a for a, _ in pairs], "l": [lead for _, lead in pairs]},
+    )

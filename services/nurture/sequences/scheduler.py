@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.nurture.sequences import repository
 from services.nurture.sequences.definition import Branch, CallWebhook, Definition, SendEmail, UpdateAudience, Wait
-from services.nurture.sequences.repository import DueStep, NewEnrollment
+from services.nurture.sequences.repository import DueStep, NewEnrollment, SequenceCache
 from services.nurture.sequences.service import LeadView, branch_holds, may_enter
 from services.nurture.sequences.timing import SendPolicy, next_send_time, zone
 from shared import outbox
@@ -70,6 +70,7 @@ class Round:
     jobs: list[EmailJob] = field(default_factory=list)
     marketing: dict[uuid.UUID, datetime] = field(default_factory=dict)
     enroll: list[NewEnrollment] = field(default_factory=list)
+    audiences: list[tuple[str, uuid.UUID, bool, uuid.UUID, int]] = field(default_factory=list)
 
 
 class Scheduler:
@@ -85,6 +86,7 @@ class Scheduler:
         self.messenger = messenger
         self.policy = policy or SendPolicy()
         self.batch = batch
+        self.sequences = SequenceCache()
 
     async def run_due(self, now: datetime | None = None) -> int:
         """One round: every step due by `now` that no other process holds. Returns the rows handled."""
@@ -115,6 +117,7 @@ class Scheduler:
             await repository.finish(session, work.ended)
             await repository.log(session, work.log)
             await repository.marketing_sent(session, work.marketing)
+            await self._update_audiences(session, work, now)
             await repository.enroll(session, work.enroll)
             return len(due)
 
@@ -142,15 +145,15 @@ class Scheduler:
         at = d.due_at  # waits count from when the step was due, not from when it ran
         taken = e.steps_taken
         for _ in range(MAX_CHAIN):
-            if index is None:
+            if index is None or index >= len(definition.steps):
+                index = None
                 work.ended.append((e.id, "completed", None))
                 break
             step = definition.steps[index]
             if isinstance(step, Wait):
                 target = definition.after(index, step.next)
                 if target is None:
-                    index = None
-                    continue
+                    target = len(definition.steps)  # a last wait: the enrollment ends when it is over
                 work.schedule.append((e.id, target, "step", at + step.duration))
                 index, taken = target, taken + 1
                 break
@@ -181,10 +184,8 @@ class Scheduler:
                 index = definition.after(index, step.next)
                 continue
             if isinstance(step, UpdateAudience):
-                changed = await repository.join_audience(session, step.audience, lead.lead_id, step.action == "add")
+                work.audiences.append((step.audience, lead.lead_id, step.action == "add", e.id, taken))
                 work.log.append((e.id, index, "audience", {"audience": step.audience, "action": step.action}))
-                if changed and step.action == "add":
-                    await self._audience_joined(session, step.audience, lead.lead_id, e.id, taken, now, work)
                 taken += 1
                 index = definition.after(index, step.next)
                 continue
@@ -224,24 +225,37 @@ class Scheduler:
         )  # fmt: skip
         return None
 
-    async def _audience_joined(
-        self, session: AsyncSession, audience: str, lead_id: uuid.UUID, cause: uuid.UUID, taken: int, now: datetime,
-        work: Round,
-    ) -> None:  # fmt: skip
-        """Sequences triggered by joining this audience enroll the lead (re-entry policy permitting)."""
-        live = await repository.live_sequences(session)
-        counts = await repository.enrollment_counts(session, [lead_id])
-        for sequence in live:
-            trigger = sequence.definition.trigger
-            if trigger.kind != "audience_joined" or trigger.audience != audience:
+    async def _update_audiences(self, session: AsyncSession, work: Round, now: datetime) -> None:
+        """The round's audience changes in one statement each way; leads who joined an audience enroll in
+        sequences it triggers (re-entry policy permitting)."""
+        if not work.audiences:
+            return
+        joined = await repository.join_audiences(session, [(a, lead) for a, lead, add, _, _ in work.audiences if add])
+        await repository.leave_audiences(session, [(a, lead) for a, lead, add, _, _ in work.audiences if not add])
+        if not joined:
+            return
+        live = [
+            s for s in await self.sequences.get(session)
+            if s.definition.trigger.kind == "audience_joined"
+        ]  # fmt: skip
+        if not live:
+            return
+        counts = await repository.enrollment_counts(session, {lead for _, lead in joined})
+        for audience, lead, add, cause, taken in work.audiences:
+            if not add or (audience, lead) not in joined:
                 continue
-            active_n, ever = counts.get((lead_id, sequence.id), (0, 0))
-            if may_enter(sequence.definition.reentry, active_n, ever):
-                key = derived_id(cause, taken, audience)
-                context = {"trigger": "audience_joined", "audience": audience}
-                work.enroll.append(
-                    NewEnrollment(uuid.uuid4(), sequence.id, sequence.version, lead_id, key, context, now)
-                )
+            for sequence in live:
+                trigger = sequence.definition.trigger
+                if getattr(trigger, "audience", None) != audience:
+                    continue
+                active_n, ever = counts.get((lead, sequence.id), (0, 0))
+                if may_enter(sequence.definition.reentry, active_n, ever):
+                    counts[(lead, sequence.id)] = (active_n + 1, ever + 1)
+                    key = derived_id(cause, taken, audience)
+                    context = {"trigger": "audience_joined", "audience": audience}
+                    work.enroll.append(
+                        NewEnrollment(uuid.uuid4(), sequence.id, sequence.version, lead, key, context, now)
+                    )
 
 
 async def scheduler_loop(scheduler: Scheduler, poll_seconds: float = 0.25) -> None:

@@ -27,7 +27,7 @@ from services.nurture.templates.service import TemplateContent
 from shared.events import EventType, TrackedEvent, derived_id
 from shared.runner import ConsumerRunner
 from shared.settings import NurtureSettings
-from tests.helpers import Env, env, eventually, running
+from tests.helpers import Env, env, eventually, produce, running
 from tests.smtp import SmtpSink
 
 SOURCE = uuid.UUID(int=11)
@@ -61,6 +61,11 @@ class Nurture:
             self.loop.cancel()
             await asyncio.gather(self.loop, return_exceptions=True)
             self.loop = None
+
+    async def send(self, *events: TrackedEvent) -> None:
+        """Keyed by lead as ingest keys them, so one person's events keep their order."""
+        for event in events:
+            await produce(self.e.producer, self.e.topics.events, [event.to_bytes()], key=event.lead_key.encode())
 
     async def lead_id(self, user: str) -> uuid.UUID:
         found = await eventually(
@@ -143,19 +148,19 @@ async def test_an_abandoned_checkout_gets_one_reminder_and_an_order_stops_it(
 ) -> None:
     async with nurture_stack(settings_kwargs, smtp_sink, CART) as n:
         ann, bob, cy = smtp_sink.address("ann"), smtp_sink.address("bob"), smtp_sink.address("cy")
-        await n.e.send(
+        await n.send(
             ev("ann", None, 0, "identify", traits={"email": ann, "firstName": "Ann"}),
             ev("bob", None, 0, "identify", traits={"email": bob}),
             ev("cy", None, 0, "identify", traits={"email": cy}),
         )
         await n.subscribe("ann")
         await n.subscribe("bob")  # cy never consented: marketing mail is not allowed
-        await n.e.send(
+        await n.send(
             ev("ann", "Checkout Started", 1, properties={"total": "120 EUR"}),
             ev("bob", "Checkout Started", 1, properties={"total": "80 EUR"}),
             ev("cy", "Checkout Started", 1, properties={"total": "5 EUR"}),
         )
-        await n.e.send(ev("bob", "Order Completed", 2))
+        await n.send(ev("bob", "Order Completed", 2))
         [mail] = await smtp_sink.wait_for(ann, 1, timeout=30)
         message = mail.message
         assert message["Subject"] == "Ann, your cart is waiting"
@@ -174,7 +179,7 @@ async def test_an_abandoned_checkout_gets_one_reminder_and_an_order_stops_it(
         assert skipped  # accounted for, with the reason consent gave
         assert smtp_sink.received(bob) == [] and smtp_sink.received(cy) == []
         # Re-entry after completion: ann's second checkout enrolls her again; a redelivery does not.
-        await n.e.send(ev("ann", "Checkout Started", 1, properties={"total": "120 EUR"}))
+        await n.send(ev("ann", "Checkout Started", 1, properties={"total": "120 EUR"}))
         await asyncio.sleep(1)
         assert (
             await n.e.scalar("SELECT count(*) FROM enrollments e JOIN leads l USING (lead_id) WHERE l.user_id = 'ann'")
@@ -195,9 +200,9 @@ async def test_a_wait_survives_a_restart_of_the_scheduler(settings_kwargs: dict[
     }  # fmt: skip
     async with nurture_stack(settings_kwargs, smtp_sink, definition) as n:
         dee = smtp_sink.address("dee")
-        await n.e.send(ev("dee", None, 0, "identify", traits={"email": dee}))
+        await n.send(ev("dee", None, 0, "identify", traits={"email": dee}))
         await n.subscribe("dee")
-        await n.e.send(ev("dee", "Signed Up", 1, properties={"total": "no"}))
+        await n.send(ev("dee", "Signed Up", 1, properties={"total": "no"}))
         await eventually(
             lambda: n.e.scalar("SELECT count(*) FROM scheduled_steps WHERE step_index = 1 AND status = 'due'"),
             what="the wait is a row",
@@ -210,3 +215,32 @@ async def test_a_wait_survives_a_restart_of_the_scheduler(settings_kwargs: dict[
         async with n.e.engine.connect() as conn:
             rows = (await conn.execute(text("SELECT status FROM scheduled_steps ORDER BY id"))).scalars().all()
         assert set(rows) == {"done"}
+
+
+async def test_an_audience_step_adds_the_lead_and_enrolls_it_where_that_audience_is_the_trigger(
+    settings_kwargs: dict[str, Any], smtp_sink: SmtpSink
+) -> None:
+    adder = {
+        "trigger": {"kind": "event", "event": "Webinar Joined"},
+        "steps": [{"id": "add", "type": "update_audience", "audience": "webinar-fans"},
+                  {"id": "thanks", "type": "send_email", "template_id": "set below"}],
+    }  # fmt: skip
+    async with nurture_stack(settings_kwargs, smtp_sink, adder) as n:
+        async with n.e.sessionmaker() as session, session.begin():
+            fans = {"trigger": {"kind": "audience_joined", "audience": "webinar-fans"},
+                    "steps": [{"id": "later", "type": "wait", "duration": "P7D"}]}  # fmt: skip
+            follower = await queries.create(
+                session, name="fans", description="", message_class="marketing", topic=None, exempt=False,
+                definition=Definition.model_validate(fans),
+            )  # fmt: skip
+            assert follower is not None
+            await queries.set_status(session, follower, "active")
+        eve = smtp_sink.address("eve")
+        await n.send(ev("eve", None, 0, "identify", traits={"email": eve}))
+        await n.subscribe("eve")
+        await n.send(ev("eve", "Webinar Joined", 1, properties={"total": "-"}))
+        await smtp_sink.wait_for(eve, 1, timeout=30)
+        member = "SELECT count(*) FROM audience_members WHERE audience = 'webinar-fans' AND removed_at IS NULL"
+        assert await eventually(lambda: n.e.scalar(member), what="eve in the audience") == 1
+        enrolled = "SELECT count(*) FROM enrollments WHERE sequence_id = :s AND status = 'active'"
+        assert await eventually(lambda: n.e.scalar(enrolled, s=follower), what="eve enrolled by the audience") == 1
