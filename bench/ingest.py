@@ -12,7 +12,10 @@ Baselines, same run and machine:
   raw_produce    the same event payloads the server would publish, produced with aiokafka and
                  shared.kafka.make_producer's options (acks=all, linger, compression, batch size), pipelined.
 
-    .venv/bin/python bench/ingest.py [--duration 10] [--connections 10,50] [--workers 1]
+Both the server and the raw-produce baseline get the same linger and compression (--linger-ms,
+--compression; by default the product's defaults).
+
+    .venv/bin/python bench/ingest.py [--duration 10] [--connections 10,50] [--workers 1] [--linger-ms 2]
 """
 
 from __future__ import annotations
@@ -46,8 +49,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from funnelstream.embedded import free_port
 from funnelstream.processes import spawn, terminate
 from services.ingest.schemas import SegmentMessage
-from services.ingest.service import build_event
-from shared.events import TrackedEvent
+from services.ingest.service import encode_event
 from shared.kafka import Topics, ensure_topics, make_producer
 from shared.security import hash_write_key, new_write_key
 from shared.settings import IngestSettings, to_libpq_url
@@ -70,15 +72,16 @@ def segment_event(counter: int, users: int, run_id: str, thread_no: int = 1) -> 
     )
 
 
-def server_payloads(n: int, users: int, run_id: str, source_id: uuid.UUID) -> list[TrackedEvent]:
-    """What the server publishes for n such calls (validated and built by the product's own code)."""
+def server_payloads(n: int, users: int, run_id: str, source_id: uuid.UUID) -> list[tuple[bytes, bytes]]:
+    """(key, value) of what the server publishes for n such calls (validated and encoded by the product's
+    own code)."""
     received_at = datetime.now(UTC)
     sent_at = datetime(2026, 1, 1, tzinfo=UTC)
-    events = []
+    payloads = []
     for i in range(1, n + 1):
         message = SegmentMessage.model_validate_json(segment_event(i, users, f"raw{run_id}"))
-        events.append(build_event(message, "track", source_id, received_at, sent_at))
-    return events
+        payloads.append(encode_event(message, "track", source_id, received_at, sent_at))
+    return payloads
 
 
 # -- processes -------------------------------------------------------------------------------------------
@@ -201,11 +204,12 @@ def run_wrk(
 
 
 # -- raw produce baseline --------------------------------------------------------------------------------
-async def raw_produce(settings: IngestSettings, events: list[TrackedEvent], connections: int) -> dict[str, Any]:
+async def raw_produce(
+    settings: IngestSettings, payloads: list[tuple[bytes, bytes]], connections: int
+) -> dict[str, Any]:
     """Pipelined (every send queued, then all acks awaited) and windowed (`connections` senders, each
     sending 100 events and awaiting their acks before the next 100, like /v1/batch clients)."""
     topic = Topics(settings.topic_prefix).events
-    payloads = [(e.lead_key.encode(), e.to_bytes()) for e in events]
     producer = make_producer(settings)
     await producer.start()
     try:
@@ -289,6 +293,9 @@ def server_env(settings: IngestSettings, workers: int, rate_limit: float) -> dic
             "FUNNELSTREAM_DATABASE_URL": settings.database_url,
             "FUNNELSTREAM_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
             "FUNNELSTREAM_KAFKA_IDEMPOTENCE": str(settings.kafka_idempotence).lower(),
+            # the raw-produce baseline runs with these very settings
+            "FUNNELSTREAM_KAFKA_LINGER_MS": str(settings.kafka_linger_ms),
+            "FUNNELSTREAM_KAFKA_COMPRESSION": settings.kafka_compression,
             "FUNNELSTREAM_TOPIC_PREFIX": settings.topic_prefix,
             "FUNNELSTREAM_PARTITIONS": str(settings.partitions),
             "FUNNELSTREAM_SECRET_KEY": settings.secret_key.get_secret_value(),
@@ -301,6 +308,12 @@ def server_env(settings: IngestSettings, workers: int, rate_limit: float) -> dic
     return env
 
 
+def producer_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Linger and compression given on the command line; the product's defaults otherwise."""
+    given = {"kafka_linger_ms": args.linger_ms, "kafka_compression": args.compression}
+    return {name: value for name, value in given.items() if value is not None}
+
+
 def bench(stack: Stack, args: argparse.Namespace, logs: Path) -> dict[str, Any]:
     settings = IngestSettings(
         database_url=stack.database_url,
@@ -310,6 +323,7 @@ def bench(stack: Stack, args: argparse.Namespace, logs: Path) -> dict[str, Any]:
         topic_prefix=stack.topic_prefix,
         partitions=args.partitions,
         secret_key=uuid.uuid4().hex,
+        **producer_overrides(args),
     )
     write_key, source_id = asyncio.run(prepare(settings))
     auth = "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()
@@ -358,8 +372,8 @@ def bench(stack: Stack, args: argparse.Namespace, logs: Path) -> dict[str, Any]:
             bare.append(result)
 
     progress(f"raw produce of {args.produce_events} server-built payloads")
-    events = server_payloads(args.produce_events, args.users, stack.run_id, source_id)
-    raw = asyncio.run(raw_produce(settings, events, max(conns)))
+    payloads = server_payloads(args.produce_events, args.users, stack.run_id, source_id)
+    raw = asyncio.run(raw_produce(settings, payloads, max(conns)))
     progress(f"  pipelined {raw['pipelined']['events_per_s']} events/s, windowed {raw['windowed']['events_per_s']}")
 
     best_batch = max(r["events_per_s"] for r in measured["batch"])
@@ -432,6 +446,14 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1, help="HTTP worker processes (both servers)")
     parser.add_argument("--users", type=int, default=2_000, help="distinct users the events are spread over")
     parser.add_argument("--partitions", type=int, default=12, help="partitions of the events topic")
+    parser.add_argument(
+        "--linger-ms", type=int, help="FUNNELSTREAM_KAFKA_LINGER_MS of server and baseline (default: the product's)"
+    )
+    parser.add_argument(
+        "--compression",
+        choices=["zstd", "lz4", "gzip", "snappy", "none"],
+        help="FUNNELSTREAM_KAFKA_COMPRESSION of server and baseline (default: the product's)",
+    )
     parser.add_argument("--produce-events", type=int, default=100_000, help="events of the raw produce baseline")
     parser.add_argument(
         "--rate-limit",
