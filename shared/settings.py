@@ -60,6 +60,9 @@ class IngestSettings(Settings):
 
     secret_key: SecretStr = Field(description="Signs tracking, unsubscribe and form tokens")
     ingest_workers: int = Field(default=1, ge=1, le=256)
+    # Every tracking answer waits for the broker's acknowledgement, so a linger is paid by each call;
+    # batches fill from concurrent requests anyway (measured with bench/ingest.py, see README).
+    kafka_linger_ms: int = Field(default=0, ge=0, le=1000, description="How long the producer waits to fill a batch")
     produce_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     write_key_cache_seconds: float = Field(default=10.0, ge=0, le=3600, description="How long a revoked key may work")
     rate_limit_per_second: float = Field(
