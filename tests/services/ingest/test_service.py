@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.ingest.schemas import SegmentMessage
-from services.ingest.service import build_event, corrected_timestamp
-from shared.events import TrackedEvent, decode
+from services.ingest.service import build_event, corrected_timestamp, encode_event, event_id
+from shared.events import TrackedEvent, decode, derived_id
 
 # hypothesis wants naive bounds and adds the zone itself
 moments = st.datetimes(datetime(2000, 1, 1), datetime(2100, 1, 1), timezones=st.just(UTC))  # noqa: DTZ001
@@ -74,3 +75,38 @@ def test_built_events_are_what_validation_would_produce(data: dict[str, object],
 def test_numeric_ids_are_strings_as_segment_libraries_send_them() -> None:
     message = SegmentMessage.model_validate({"type": "track", "userId": 42, "event": "E", "messageId": 7.5})
     assert (message.userId, message.messageId) == ("42", "7.5")
+
+
+_text = st.text(max_size=20)
+_values = st.one_of(st.none(), st.booleans(), st.integers(-(10**6), 10**6), _text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.uuids(),
+    st.text(min_size=1, max_size=60),
+    st.sampled_from(["track", "identify", "page", "screen", "group", "alias"]),
+    st.one_of(st.none(), _text.filter(bool)),
+    st.dictionaries(_text, _values, max_size=4),
+    moments,
+)
+def test_the_fast_event_encoding_is_byte_for_byte_the_models(
+    source: uuid.UUID, message_id: str, kind: str, user: str | None, props: dict[str, Any], at: datetime
+) -> None:
+    data: dict[str, Any] = {"messageId": message_id, "anonymousId": "anon-1", "properties": props,
+                            "traits": props, "timestamp": at.isoformat()}  # fmt: skip
+    if user:
+        data["userId"] = user
+    if kind == "track":
+        data["event"] = "Something Happened"
+    if kind == "alias":
+        data["previousId"] = "before"
+    if kind == "group":
+        data["groupId"] = "acme"
+    message = SegmentMessage.model_validate({**data, "type": kind})
+    received = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    model = build_event(message, kind, source, received, None)  # type: ignore[arg-type]
+    key, value = encode_event(message, kind, source, received, None)  # type: ignore[arg-type]
+    assert value == model.to_bytes()
+    assert key == model.lead_key.encode()
+    assert event_id(source, message_id) == str(derived_id(source, message_id)) == str(model.event_id)
