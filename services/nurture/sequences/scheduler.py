@@ -114,8 +114,8 @@ class Scheduler:
             await repository.done(session, work.done)
             await repository.move(session, work.moves)
             await repository.schedule(session, work.schedule)
+            await repository.log(session, work.log)  # before finish(), which logs the endings after
             await repository.finish(session, work.ended)
-            await repository.log(session, work.log)
             await repository.marketing_sent(session, work.marketing)
             await self._update_audiences(session, work, now)
             await repository.enroll(session, work.enroll)
