@@ -135,6 +135,16 @@ def _payload(
     return payload
 
 
+def sign(secret_key: str, salt: str, payload: dict[str, Any]) -> str:
+    """A URL-safe token of `payload`, HMAC-SHA256-signed with the key and a salt per purpose."""
+    return str(_serializer(secret_key, salt).dumps(payload))
+
+
+def load_signed(secret_key: str, salt: str, token: str) -> dict[str, Any]:
+    """The payload of a token made by `sign` with this key and salt; InvalidToken otherwise."""
+    return _load(secret_key, salt, token)
+
+
 def _load(secret_key: str, salt: str, token: str) -> dict[str, Any]:
     # Base64 lets several last characters decode to the same signature bytes; accept only the one
     # spelling this module makes, so that any altered character is an invalid token.

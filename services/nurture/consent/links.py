@@ -9,18 +9,14 @@ Tokens do not expire: an unsubscribe link must keep working for as long as the m
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from itsdangerous import BadData, URLSafeSerializer
-from itsdangerous.encoding import base64_decode, base64_encode
-
 from services.nurture.consent.service import GLOBAL, email_digest
-from shared.tokens import InvalidToken
+from shared.tokens import InvalidToken, load_signed, sign
 
 UNSUBSCRIBE_SALT = "funnelstream.unsubscribe.v1"
 PREFERENCES_SALT = "funnelstream.preferences.v1"
@@ -60,10 +56,6 @@ def read_preferences_token(secret_key: str, token: str) -> LinkToken:
     return _fields(_load(secret_key, PREFERENCES_SALT, token))
 
 
-def _serializer(secret_key: str, salt: str) -> URLSafeSerializer:
-    return URLSafeSerializer(secret_key, salt=salt, signer_kwargs={"digest_method": hashlib.sha256})
-
-
 def _dumps(secret_key: str, salt: str, lead_id: uuid.UUID, email: str, topic: str | None) -> str:
     if "@" not in email:
         raise ValueError("email must be an address")
@@ -72,27 +64,13 @@ def _dumps(secret_key: str, salt: str, lead_id: uuid.UUID, email: str, topic: st
     payload: dict[str, Any] = {"l": lead_id.hex, "e": email_digest(email), "n": secrets.token_urlsafe(NONCE_BYTES)}
     if topic is not None:
         payload["t"] = topic
-    return _serializer(secret_key, salt).dumps(payload)
+    return sign(secret_key, salt, payload)
 
 
 def _load(secret_key: str, salt: str, token: str) -> dict[str, Any]:
     if len(token) > MAX_TOKEN:
         raise InvalidToken("token too long")
-    # Base64 lets several last characters decode to the same signature: accept only our spelling.
-    signature = token.rpartition(".")[2]
-    try:
-        canonical = base64_encode(base64_decode(signature)).decode() == signature
-    except BadData:
-        canonical = False
-    if not canonical:
-        raise InvalidToken("malformed token signature")
-    try:
-        data = _serializer(secret_key, salt).loads(token)
-    except BadData:
-        raise InvalidToken("bad token signature (altered, another key, or another purpose)") from None
-    if not isinstance(data, dict):
-        raise InvalidToken("token payload is not an object")
-    return data
+    return load_signed(secret_key, salt, token)
 
 
 def _fields(data: dict[str, Any]) -> LinkToken:
