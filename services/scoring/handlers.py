@@ -31,14 +31,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.nurture.consent.repository import erased
 from services.scoring import accounts, repository
 from services.scoring.engine import Effects, LeadState, Scorer, score_of
-from services.scoring.replay import activity_of, rebuild, state_of, write_of
+from services.scoring.replay import activity_of, rebuild, score_changed, state_of, write_of
 from services.scoring.repository import HistoryRow, LeadRow, LedgerRow
 from services.scoring.rulebook import ActiveRules
 from services.scoring.service import EventPlan, Identity, fold_direction, plan_batch
 from shared import outbox
 from shared.events import (
     LeadActivity,
-    LeadScoreChanged,
     LeadStageChanged,
     ScoringTick,
     TrackedEvent,
@@ -280,7 +279,8 @@ class ScoringHandler:
         writes, ledger, history, out, hooks = [], [], [], [], []
         for lead, state in work.states.items():
             row = work.rows[lead]
-            writes.append(write_of(scorer, row, state, work.seen.get(lead)))
+            write = write_of(scorer, row, state, work.seen.get(lead))
+            writes.append(write)
             fx = work.effects.get(lead, Effects())
             ledger += [LedgerRow(lead, e.rule_id, e.kind, e.points, e.event_id, e.at) for e in fx.ledger]
             cause = work.cause.get(lead)
@@ -319,23 +319,8 @@ class ScoringHandler:
                 payload = _lead_payload(scorer, lead, state, alert.at) | {"alert": alert.rule_id}
                 hooks.append(("lead.attention", payload, _change_id("alert", lead, alert.rule_id, alert.at, None)))
             at = state.as_of or state.checked_at
-            score, fit, engagement = score_of(scorer, state, at) if at else (row.score, 0, 0)
-            if at is not None and (score != row.score or state.grade != row.grade or lead in work.rebuilt):
-                scored = LeadScoreChanged(
-                    event_id=_change_id("score", lead, cause or at),
-                    lead_id=lead,
-                    user_id=row.user_id or state.user_id,
-                    score=score,
-                    fit=fit,
-                    engagement=engagement,
-                    grade=state.grade,
-                    previous_score=row.score,
-                    previous_grade=row.grade,
-                    stages=state.stages,
-                    rule_set_version=scorer.version,
-                    cause_event_id=cause,
-                    occurred_at=at,
-                )
+            if at is not None and (write.score != row.score or write.grade != row.grade or lead in work.rebuilt):
+                scored = score_changed(row, write, state, _change_id("score", lead, cause or at), cause, at)
                 out.append(Outgoing(self._out.lead_changes, lead.bytes, scored.to_bytes()))
         for lead, event in work.activities:
             activity = LeadActivity(

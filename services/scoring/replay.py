@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from services.scoring.engine import Activity, Effects, LeadState, Scorer, score_of
 from services.scoring.repository import HistoryEvent, LeadRow, LeadWrite
-from shared.events import TrackedEvent
+from shared.events import LeadScoreChanged, TrackedEvent
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -98,4 +100,26 @@ def write_of(scorer: Scorer, lead: LeadRow, state: LeadState, seen: datetime | N
         next_due_at=scorer.next_change(state),
         rule_set_version=scorer.version,
         last_seen_at=seen,
+    )
+
+
+def score_changed(
+    row: LeadRow, write: LeadWrite, state: LeadState, event_id: uuid.UUID, cause: uuid.UUID | None, at: datetime
+) -> LeadScoreChanged:
+    """The `lead.score_changed` message of a write: the values as stored, against the row before."""
+    q = Decimal("0.0001")
+    return LeadScoreChanged(
+        event_id=event_id,
+        lead_id=row.lead_id,
+        user_id=row.user_id or state.user_id,
+        score=write.score,
+        fit=Decimal(write.fit).quantize(q),
+        engagement=Decimal(write.engagement).quantize(q),
+        grade=write.grade,
+        previous_score=row.score,
+        previous_grade=row.grade,
+        stages=write.stages,
+        rule_set_version=write.rule_set_version,
+        cause_event_id=cause,
+        occurred_at=at,
     )

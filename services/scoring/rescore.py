@@ -25,10 +25,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.scoring import accounts, repository, rulebook
-from services.scoring.engine import Effects, Scorer, score_of
-from services.scoring.replay import rebuild, write_of
+from services.scoring.engine import Effects, Scorer
+from services.scoring.replay import rebuild, score_changed, write_of
 from services.scoring.repository import LEAD_COLUMNS, HistoryRow, LeadRow, LedgerRow
-from shared.events import LeadScoreChanged, LeadStageChanged, ScoringTick, derived_id
+from shared.events import LeadStageChanged, ScoringTick, derived_id
 from shared.kafka import Topics
 from shared.settings import ScoringSettings
 
@@ -85,21 +85,8 @@ async def rescore_chunk(
         delta = write.score - row.score
         scores["up" if delta > 0 else "down" if delta < 0 else "unchanged"] += 1
         if delta or write.grade != row.grade:
-            score, fit, engagement = score_of(scorer, state, state.as_of or now)
-            message = LeadScoreChanged(
-                event_id=derived_id("rescore-score", lead, scorer.version),
-                lead_id=lead,
-                user_id=row.user_id,
-                score=score,
-                fit=fit,
-                engagement=engagement,
-                grade=state.grade,
-                previous_score=row.score,
-                previous_grade=row.grade,
-                stages=state.stages,
-                rule_set_version=scorer.version,
-                occurred_at=state.as_of or now,
-            )
+            at = state.as_of or now
+            message = score_changed(row, write, state, derived_id("rescore-score", lead, scorer.version), None, at)
             messages.append(("score", lead.bytes, message.to_bytes()))
     await repository.write_leads(session, writes)
     await repository.insert_ledger(session, scorer.version, ledger)
