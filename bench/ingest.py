@@ -36,14 +36,13 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-import psutil
-from _stack import Stack, components, machine, percentile, progress, setup_logging
+from _stack import Stack, components, cpu_seconds, machine, percentile, progress, setup_logging
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from funnelstream.embedded import free_port
@@ -85,21 +84,6 @@ def server_payloads(n: int, users: int, run_id: str, source_id: uuid.UUID) -> li
 
 
 # -- processes -------------------------------------------------------------------------------------------
-def cpu_seconds(pids: Sequence[int]) -> float:
-    """User + system CPU of these processes and all their descendants so far."""
-    total = 0.0
-    for pid in pids:
-        try:
-            proc = psutil.Process(pid)
-            for p in [proc, *proc.children(recursive=True)]:
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    times = p.cpu_times()
-                    total += times.user + times.system
-        except psutil.NoSuchProcess:
-            continue
-    return total
-
-
 def wait_http(url: str, proc: subprocess.Popen[bytes], log_file: Path, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
