@@ -121,8 +121,14 @@ class ProcessedEvent(Base):
     __table_args__ = (Index("ix_processed_events_processed_at", "processed_at"),)
 
 
+import shared.analytics_models  # noqa: E402, F401
+import shared.audience_models  # noqa: E402, F401
+import shared.commerce_models  # noqa: E402, F401
 import shared.consent_models  # noqa: E402, F401
 import shared.delivery_models  # noqa: E402, F401
+import shared.experiments_models  # noqa: E402, F401
+import shared.forms_models  # noqa: E402, F401
+import shared.predictive_models  # noqa: E402, F401
 import shared.scoring_models  # noqa: E402, F401 - registers the scoring tables
 import shared.sequences_models  # noqa: E402, F401
 import shared.templates_models  # noqa: E402, F401
