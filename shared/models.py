@@ -129,6 +129,7 @@ import shared.delivery_models  # noqa: E402, F401
 import shared.experiments_models  # noqa: E402, F401
 import shared.forms_models  # noqa: E402, F401
 import shared.predictive_models  # noqa: E402, F401
+import shared.referral_models  # noqa: E402, F401
 import shared.scoring_models  # noqa: E402, F401 - registers the scoring tables
 import shared.sequences_models  # noqa: E402, F401
 import shared.templates_models  # noqa: E402, F401
