@@ -170,6 +170,30 @@ class NurtureSettings(Settings):
     scheduler_batch: int = Field(default=500, ge=1, le=10_000, description="Due steps taken per scheduler round")
 
 
+class AnalyticsSettings(Settings):
+    """The analytics consumer (summaries, stalled-lead alert) and the analytics API and dashboard."""
+
+    reporting_currency: str = Field(
+        default="USD", pattern=r"^[A-Z]{3}$", description="Currency money is reported in (rates entered via the API)"
+    )
+    analytics_won_stages: str = Field(
+        default="customer,purchase,won",
+        description="Stage names that count as won (sales cycle, forecast); else a model's last stage",
+    )
+    analytics_stalled_days: float = Field(
+        default=30, gt=0, description="A lead in one stage longer than this is stalled (reports and alert)"
+    )
+    analytics_stalled_alert_threshold: int = Field(
+        default=100, ge=1, description="Webhook `analytics.stalled_leads` when a model's stalled count reaches this"
+    )
+    analytics_alert_interval_seconds: float = Field(
+        default=300, gt=0, le=86_400, description="How often the stalled-lead count is checked for the alert"
+    )
+    analytics_churn_days: int = Field(
+        default=180, ge=1, description="A customer with no purchase in this many days counts as churned"
+    )
+
+
 class DevSettings(BaseSettings):
     """What only `funnelstream dev` reads; the rest comes from the service classes above."""
 
@@ -188,6 +212,7 @@ ALL_SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
     AdminSettings,
     ScoringSettings,
     NurtureSettings,
+    AnalyticsSettings,
     DevSettings,
 )
 
