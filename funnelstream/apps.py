@@ -27,6 +27,7 @@ from services.nurture.consent.repository import consent_check
 from services.nurture.delivery.api import delivery_router
 from services.nurture.sequences.api import sequences_router
 from services.nurture.templates.api import templates_router
+from services.referrals.api import referrals_router
 from shared.db import make_engine, make_sessionmaker
 from shared.health import broker_check, database_check, health_router
 from shared.kafka import Topics, make_producer
@@ -113,6 +114,7 @@ def create_app(
         app.include_router(sequences_router())
         app.include_router(consent_admin_router())
         app.include_router(delivery_router())
+        app.include_router(referrals_router())
 
         @app.get("/", include_in_schema=False)
         async def home() -> HTMLResponse:

@@ -18,10 +18,12 @@ from typing import Any
 from aiokafka import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.commerce.handlers import apply_cart_events
 from services.nurture.sequences import repository
 from services.nurture.sequences.definition import WaitForEvent
 from services.nurture.sequences.repository import ActiveEnrollment, NewEnrollment, SequenceCache
 from services.nurture.sequences.service import exit_reason, may_enter, triggered, wakes
+from services.referrals.handlers import apply_referrals
 from shared.events import LeadActivity, LeadChange, decode_lead_change
 from shared.kafka import Topics
 from shared.runner import Outgoing
@@ -38,21 +40,29 @@ def _trigger_context(message: LeadChange) -> dict[str, Any]:
 class NurtureHandler:
     name = "nurture"
 
-    def __init__(self, sequences: SequenceCache | None = None) -> None:
+    def __init__(self, sequences: SequenceCache | None = None, topics: Topics | None = None) -> None:
         self.sequences = sequences or SequenceCache()
+        self.names = topics
 
     def topics(self, topics: Topics) -> list[str]:
+        self.names = self.names or topics  # where referral events go: the runner's prefix unless given
         return [topics.lead_changes]
 
     def decode(self, record: ConsumerRecord) -> LeadChange:
         return decode_lead_change(record.value)
 
     async def apply(self, session: AsyncSession, items: Sequence[LeadChange]) -> list[Outgoing]:
+        await apply_cart_events(session, items)
+        outgoing = await apply_referrals(session, items, self.names or Topics(""))
+        await self._sequences(session, items)
+        return outgoing
+
+    async def _sequences(self, session: AsyncSession, items: Sequence[LeadChange]) -> None:
         live = await self.sequences.get(session)
         leads = {m.lead_id for m in items}
         active = await repository.lock_active(session, leads)
         if not live and not active:
-            return []
+            return
         by_lead: dict[uuid.UUID, list[ActiveEnrollment]] = {}
         for enrollment in active:
             by_lead.setdefault(enrollment.lead_id, []).append(enrollment)
@@ -110,7 +120,6 @@ class NurtureHandler:
         await repository.schedule(session, [(e, target, "step", now) for e, target, _ in moves if target is not None])
         await repository.finish(session, [(e, "completed", None) for e, target, _ in moves if target is None])
         await repository.log(session, [(e, target, "event_arrived", {}) for e, target, _ in moves])
-        return []
 
 
 def _no_longer_waiting(e: ActiveEnrollment) -> ActiveEnrollment:

@@ -318,7 +318,8 @@ DEFAULT_RULES: dict[str, Any] = {
                 {"name": "purchase", "entry": {"any": [{"kind": "event", "names": ["Order Completed"]}]}},
                 {"name": "retention", "entry": {"any": [{"kind": "event", "names": ["Order Completed"], "count": 2}]}},
                 {"name": "advocacy", "entry": {"any": [
-                    {"kind": "event", "names": ["Referral Sent", "Product Reviewed", "Review Submitted"]}]}},
+                    {"kind": "event", "names": [
+                        "funnelstream.referral", "Referral Sent", "Product Reviewed", "Review Submitted"]}]}},
             ],
         },
     ],

@@ -107,6 +107,7 @@ def _row(lead: LeadView) -> dict[str, Any]:
         "grade": lead.grade,
         "stage": lead.stage,
         "stages": lead.stages,
+        "referral_code": lead.referral_code,
     }
 
 

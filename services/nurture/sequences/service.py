@@ -28,6 +28,7 @@ class LeadView:
     grade: str = "D4"
     stage: str = "visitor"
     stages: dict[str, str] = field(default_factory=dict)
+    referral_code: str | None = None
 
 
 def _same(a: str, b: str) -> bool:

@@ -4,6 +4,7 @@ lead.email, lead.user_id, lead.first_name, lead.last_name   strings (names may b
 lead.traits        every trait the lead sent (optional per lead: `| default(…)` or `is defined`)
 lead.score         number, 2 decimals, as last scored
 lead.grade, lead.stage, lead.stages   "B2", the primary funnel stage, {model: stage}
+lead.referral_code the lead's own referral code once it bought (None before): see Referrals
 unsubscribe_url, preferences_url      links for this lead and this message
 view_in_browser_url                   link to the web copy, or None
 now                                   the send time, a timezone-aware datetime (UTC)
@@ -32,6 +33,7 @@ SAMPLE_LEAD: dict[str, Any] = {
     "grade": "B2",
     "stage": "mql",
     "stages": {"b2b": "mql"},
+    "referral_code": "ADA7K2QX",
 }
 
 # Validation renders each template a second time with this lead: every trait is optional.
@@ -103,6 +105,7 @@ def context_for(
             "grade": lead.get("grade") or "D4",
             "stage": lead.get("stage") or "visitor",
             "stages": dict(lead.get("stages") or {}),
+            "referral_code": lead.get("referral_code"),
         },
         "unsubscribe_url": unsubscribe_url,
         "preferences_url": preferences_url,

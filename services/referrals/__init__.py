@@ -1,0 +1,1 @@
+"""Referrals: customers' codes, and signups attributed to the customer who referred them."""
