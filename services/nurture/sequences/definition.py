@@ -97,11 +97,38 @@ class Branch(_Strict):
     otherwise: str | None = Field(default=None, description="Step id; default the next step")
 
 
+class EmailVariant(_Strict):
+    """One arm of an A/B send: its own template (subject, content or incentive) and share of the traffic."""
+
+    key: Name
+    template_id: str
+    weight: float = Field(default=1.0, ge=0, le=1_000_000)
+
+
+def _arms(arms: list[EmailVariant] | list[SplitPath]) -> None:
+    keys = [a.key for a in arms]
+    if len(set(keys)) != len(keys):
+        raise ValueError("variant keys repeat")
+    if not any(a.weight > 0 for a in arms):
+        raise ValueError("at least one variant needs a positive weight")
+
+
 class SendEmail(_Strict):
     id: Name
     type: Literal["send_email"]
-    template_id: str
+    template_id: str = Field(description="The template; with `variants` each lead gets its variant's instead")
     next: str | None = None
+    variants: list[EmailVariant] = Field(
+        default_factory=list, description="A/B arms: each lead gets one, by a hash of the experiment and lead"
+    )
+
+    @model_validator(mode="after")
+    def _variants(self) -> SendEmail:
+        if self.variants:
+            if len(self.variants) < 2:
+                raise ValueError("an A/B send step needs at least two variants")
+            _arms(self.variants)
+        return self
 
 
 class UpdateAudience(_Strict):
@@ -121,7 +148,28 @@ class CallWebhook(_Strict):
     next: str | None = None
 
 
-Step = Annotated[Wait | WaitForEvent | Branch | SendEmail | UpdateAudience | CallWebhook, Field(discriminator="type")]
+class SplitPath(_Strict):
+    key: Name
+    weight: float = Field(default=1.0, ge=0, le=1_000_000)
+    next: str = Field(description="Step id, or 'exit'")
+
+
+class Split(_Strict):
+    """Weighted variant paths: each lead takes one path, always the same (see services/nurture/experiments)."""
+
+    id: Name
+    type: Literal["split"]
+    paths: list[SplitPath] = Field(min_length=2)
+
+    @model_validator(mode="after")
+    def _paths(self) -> Split:
+        _arms(self.paths)
+        return self
+
+
+Step = Annotated[
+    Wait | WaitForEvent | Branch | SendEmail | UpdateAudience | CallWebhook | Split, Field(discriminator="type")
+]
 
 
 class ExitRule(_Strict):
@@ -159,6 +207,7 @@ class Definition(_Strict):
         for step in self.steps:
             targets = [getattr(step, name, None) for name in ("next", "on_event", "then", "otherwise")]
             targets.append(getattr(step, "on_timeout", None))
+            targets.extend(path.next for path in getattr(step, "paths", []))
             for target in targets:
                 if target is not None and target not in known and target != "exit":
                     raise ValueError(f"steps: step {step.id!r} goes to unknown step {target!r}")
