@@ -18,6 +18,9 @@ from services.admin.api import admin_router
 from services.admin.scoring_api import scoring_router
 from services.admin.webhook_endpoints import webhook_endpoints_router
 from services.admin.webhook_secrets import webhook_secrets_router
+from services.analytics.api import analytics_router
+from services.analytics.dashboard.pages import dashboard_router
+from services.analytics.reports import Reports, analytics_settings_of
 from services.ingest.api import IngestError, IngestState, TrackingFastPath, ingest_error_handler, tracking_router
 from services.ingest.browser import TrackingCORSMiddleware, browser_router
 from services.ingest.repository import SourceCache
@@ -75,6 +78,7 @@ def create_app(
             if nurture is not None:
                 app.state.nurture_settings = nurture
             app.state.consent_check = consent_check
+            app.state.analytics_reports = Reports(analytics_settings_of(admin))
         if ingest is not None:
             app.state.ingest = IngestState(
                 ingest, producer, SourceCache(sessionmaker, ingest.write_key_cache_seconds), Topics(ingest.topic_prefix)
@@ -114,6 +118,8 @@ def create_app(
         app.include_router(sequences_router())
         app.include_router(consent_admin_router())
         app.include_router(delivery_router())
+        app.include_router(analytics_router())
+        app.include_router(dashboard_router())
         app.include_router(referrals_router())
 
         @app.get("/", include_in_schema=False)

@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from funnelstream.apps import create_app
 from funnelstream.migrate import wait_for_schema
+from services.analytics.alerts import stalled_alert_loop
+from services.analytics.handlers import AnalyticsHandler
 from services.nurture.delivery.mailer import make_mailer
 from services.nurture.delivery.sweeper import sweeper_loop
 from services.nurture.handlers import NurtureHandler
@@ -31,7 +33,15 @@ from shared.health import broker_check, database_check, health_router
 from shared.kafka import Topics, make_producer
 from shared.outbox import delivery_loop
 from shared.runner import ConsumerRunner, Handler
-from shared.settings import AdminSettings, IngestSettings, NurtureSettings, ScoringSettings, Settings, load_settings
+from shared.settings import (
+    AdminSettings,
+    AnalyticsSettings,
+    IngestSettings,
+    NurtureSettings,
+    ScoringSettings,
+    Settings,
+    load_settings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +93,15 @@ def nurture_handler(_settings: Settings) -> NurtureHandler:
     return NurtureHandler()
 
 
+def analytics_handler(settings: Settings) -> AnalyticsHandler:
+    assert isinstance(settings, AnalyticsSettings)  # noqa: S101 - CONSUMERS pairs the class with it
+    return AnalyticsHandler(settings)
+
+
 CONSUMERS: dict[str, tuple[type[Settings], Callable[[Settings], Handler[Any]]]] = {
     "scoring": (ScoringSettings, scoring_handler),
     "nurture": (NurtureSettings, nurture_handler),
+    "analytics": (AnalyticsSettings, analytics_handler),
 }
 
 
@@ -94,7 +110,7 @@ def background_tasks(
 ) -> list[asyncio.Task[None]]:
     """Periodic work that rides along with a consumer process: with scoring, retention, webhook delivery,
     rescoring after a rule-set change and the scoring tick; with nurture, the step scheduler and the
-    sweeper that marks sends whose process died as `unknown`.
+    sweeper that marks sends whose process died as `unknown`; with analytics, the stalled-lead alert.
 
     Stopped by cancellation: a delivery cut short mid-POST is retried once its lease expires, and a
     rescore chunk cut short is rolled back and done again."""
@@ -118,6 +134,8 @@ def background_tasks(
             asyncio.create_task(scheduler_loop(scheduler, settings.scheduler_poll_seconds), name="scheduler"),
             asyncio.create_task(sweeper_loop(settings, sessionmaker), name="send-sweeper"),
         ]
+    if name == "analytics" and isinstance(settings, AnalyticsSettings):
+        return [asyncio.create_task(stalled_alert_loop(settings, sessionmaker), name="stalled-alert")]
     return []
 
 

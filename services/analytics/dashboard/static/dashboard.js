@@ -1,0 +1,27 @@
+// Draws the dashboard's charts from the JSON the server put in <script type="application/json">.
+(function () {
+  function data(id) {
+    var el = document.getElementById(id);
+    return el ? JSON.parse(el.textContent) : null;
+  }
+  function draw() {
+    if (!window.frappe) return;
+    var funnel = data("funnel-data");
+    if (funnel && document.getElementById("funnel-chart")) {
+      new frappe.Chart("#funnel-chart", {
+        type: "bar", height: 260, colors: ["#3b6fd8"],
+        data: { labels: funnel.labels, datasets: [{ name: "entered", values: funnel.entered }] },
+      });
+    }
+    var trend = data("trend-data");
+    if (trend && trend.labels.length && document.getElementById("trend-chart")) {
+      new frappe.Chart("#trend-chart", {
+        type: "line", height: 260,
+        data: { labels: trend.labels, datasets: trend.series },
+      });
+    }
+    document.body.setAttribute("data-charts", "drawn");
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", draw);
+  else draw();
+})();

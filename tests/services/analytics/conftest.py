@@ -1,0 +1,1 @@
+from tests.browser import browser, screenshots  # noqa: F401
