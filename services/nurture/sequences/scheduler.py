@@ -18,8 +18,18 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.nurture.experiments import repository as experiments
+from services.nurture.experiments.routing import Choice, choose
 from services.nurture.sequences import repository
-from services.nurture.sequences.definition import Branch, CallWebhook, Definition, SendEmail, UpdateAudience, Wait
+from services.nurture.sequences.definition import (
+    Branch,
+    CallWebhook,
+    Definition,
+    SendEmail,
+    Split,
+    UpdateAudience,
+    Wait,
+)
 from services.nurture.sequences.repository import DueStep, NewEnrollment, SequenceCache
 from services.nurture.sequences.service import LeadView, branch_holds, may_enter
 from services.nurture.sequences.timing import SendPolicy, next_send_time, zone
@@ -71,6 +81,7 @@ class Round:
     marketing: dict[uuid.UUID, datetime] = field(default_factory=dict)
     enroll: list[NewEnrollment] = field(default_factory=list)
     audiences: list[tuple[str, uuid.UUID, bool, uuid.UUID, int]] = field(default_factory=list)
+    exposures: list[experiments.Exposure] = field(default_factory=list)
 
 
 class Scheduler:
@@ -111,6 +122,7 @@ class Scheduler:
             outcomes = await self.messenger.send(session, work.jobs) if work.jobs else {}
             for job in work.jobs:
                 work.log.append((job.enrollment_id, job.step_index, "email", {"outcome": outcomes.get(job.send_key)}))
+            await experiments.record(session, work.exposures)
             await repository.done(session, work.done)
             await repository.move(session, work.moves)
             await repository.schedule(session, work.schedule)
@@ -173,9 +185,28 @@ class Scheduler:
                 index = definition.index(step.then) if taken_branch else definition.after(index, step.otherwise)
                 taken += 1
                 continue
+            if isinstance(step, Split):
+                choice = await choose(session, e.sequence_id, step, lead.lead_id)
+                if choice.experiment_id is not None:
+                    work.exposures.append(
+                        experiments.Exposure(choice.experiment_id, lead.lead_id, choice.variant, e.id, None, now)
+                    )
+                work.log.append((e.id, index, "split", {"path": choice.variant}))
+                index, taken = definition.after(index, choice.next), taken + 1
+                continue
             if isinstance(step, SendEmail):
+                arm: Choice | None
+                queued, arm = len(work.jobs), None
+                if step.variants:  # an A/B send: this lead's variant's template
+                    arm = await choose(session, e.sequence_id, step, lead.lead_id)
+                    step = step.model_copy(update={"template_id": arm.template_id})
                 deferred = await self._email(session, e.id, index, taken, step, message_class, topic, exempt, lead,
                                              last, now, e.context, work)  # fmt: skip
+                if arm is not None and len(work.jobs) > queued:
+                    work.log.append((e.id, index, "variant", {"variant": arm.variant}))
+                    if arm.experiment_id is not None:
+                        exposure = (arm.experiment_id, lead.lead_id, arm.variant, e.id, work.jobs[-1].send_key)
+                        work.exposures.append(experiments.Exposure(*exposure, now))
                 if deferred is not None:
                     work.schedule.append((e.id, index, "step", deferred))
                     work.log.append((e.id, index, "deferred", {"until": deferred.isoformat()}))
