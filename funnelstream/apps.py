@@ -18,6 +18,8 @@ from services.admin.api import admin_router
 from services.admin.scoring_api import scoring_router
 from services.admin.webhook_endpoints import webhook_endpoints_router
 from services.admin.webhook_secrets import webhook_secrets_router
+from services.forms.api import forms_router
+from services.forms.public import forms_public_router
 from services.analytics.api import analytics_router
 from services.analytics.dashboard.pages import dashboard_router
 from services.analytics.reports import Reports, analytics_settings_of
@@ -108,6 +110,7 @@ def create_app(
         app.include_router(browser_router())
         app.include_router(webhooks_router())
         app.include_router(consent_public_router())
+        app.include_router(forms_public_router())
     if admin is not None:
         app.include_router(admin_router())
         app.include_router(scoring_router(admin))
@@ -118,6 +121,7 @@ def create_app(
         app.include_router(sequences_router())
         app.include_router(consent_admin_router())
         app.include_router(delivery_router())
+        app.include_router(forms_router())
         app.include_router(analytics_router())
         app.include_router(dashboard_router())
         app.include_router(referrals_router())

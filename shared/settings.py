@@ -78,6 +78,15 @@ class IngestSettings(Settings):
         max_length=1024,
         description="SendGrid's signed Event Webhook verification key (base64); set, unsigned events are refused",
     )
+    # -- lead capture forms (services/forms)
+    form_min_seconds: float = Field(
+        default=2.0, ge=0, le=3600, description="A form submitted sooner after it was shown is refused (bots)"
+    )
+    form_max_seconds: float = Field(
+        default=86_400, gt=0, le=30 * 86_400, description="A form shown longer ago is refused (reload to submit)"
+    )
+    form_ip_per_minute: int = Field(default=10, ge=0, description="Form submissions per IP and minute; 0: no limit")
+    form_per_minute: int = Field(default=120, ge=0, description="Submissions per form and minute; 0: no limit")
 
 
 class AdminSettings(Settings):
