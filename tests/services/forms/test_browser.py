@@ -133,7 +133,7 @@ async def test_a_visitor_signs_up_in_the_embedded_form_and_confirms_in_the_brows
 
 
 def link_in_text(received: Any) -> str:
-    body = received.message.get_body(preferencelist=("plain",)).get_content()
+    body = str(received.message.get_body(preferencelist=("plain",)).get_content())
     return next(line.strip() for line in body.splitlines() if line.startswith("https://"))
 
 
