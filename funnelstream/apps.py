@@ -27,6 +27,7 @@ from services.ingest.api import IngestError, IngestState, TrackingFastPath, inge
 from services.ingest.browser import TrackingCORSMiddleware, browser_router
 from services.ingest.repository import SourceCache
 from services.ingest.webhooks import webhooks_router
+from services.nurture.audiences.api import audiences_router
 from services.nurture.consent.api import consent_admin_router, consent_public_router
 from services.nurture.consent.repository import consent_check
 from services.nurture.delivery.api import delivery_router
@@ -119,6 +120,7 @@ def create_app(
         app.include_router(webhook_endpoints_router())
         app.include_router(templates_router())
         app.include_router(sequences_router())
+        app.include_router(audiences_router())
         app.include_router(consent_admin_router())
         app.include_router(delivery_router())
         app.include_router(forms_router())

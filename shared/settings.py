@@ -177,6 +177,22 @@ class NurtureSettings(Settings):
     )
     scheduler_poll_seconds: float = Field(default=0.25, gt=0, le=60, description="How often due steps are looked for")
     scheduler_batch: int = Field(default=500, ge=1, le=10_000, description="Due steps taken per scheduler round")
+    # -- retargeting audiences (services/nurture/audiences)
+    audience_sync_seconds: float = Field(
+        default=10, gt=0, le=60, description="How often membership changes are pushed to destinations"
+    )
+    audience_refresh_seconds: float = Field(
+        default=60, gt=0, le=86_400, description="How often time-driven changes (windows, idle carts) are found"
+    )
+    audience_backoff_seconds: float = Field(
+        default=30, gt=0, le=3600, description="Wait after a failed sync; doubles per failure, at most 1 h"
+    )
+    audience_http_timeout_seconds: float = Field(default=30, gt=0, le=300, description="Deadline of one push request")
+    audience_batch_size: int = Field(default=10_000, ge=1, le=10_000, description="Records per push request")
+    meta_api_base_url: str = Field(default="https://graph.facebook.com", description="Meta Graph API base URL")
+    meta_api_version: str = Field(default="v21.0", pattern=r"^v\d+\.\d+$")
+    google_ads_api_base_url: str = Field(default="https://googleads.googleapis.com", description="Google Ads API")
+    google_ads_api_version: str = Field(default="v18", pattern=r"^v\d+$")
 
 
 class AnalyticsSettings(Settings):

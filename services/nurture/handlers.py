@@ -19,6 +19,7 @@ from aiokafka import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.commerce.handlers import apply_cart_events
+from services.nurture.audiences.handlers import on_lead_changes
 from services.nurture.sequences import repository
 from services.nurture.sequences.definition import WaitForEvent
 from services.nurture.sequences.repository import ActiveEnrollment, NewEnrollment, SequenceCache
@@ -53,6 +54,7 @@ class NurtureHandler:
 
     async def apply(self, session: AsyncSession, items: Sequence[LeadChange]) -> list[Outgoing]:
         await apply_cart_events(session, items)
+        await on_lead_changes(session, items, self.sequences)  # retargeting audiences, after the carts' state
         outgoing = await apply_referrals(session, items, self.names or Topics(""))
         await self._sequences(session, items)
         return outgoing

@@ -24,6 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.nurture.audiences.sync_repository import queue_erasure
 from services.nurture.consent.repository import folded_leads, live_leads
 from services.nurture.consent.service import identity_hash, normalize_identity
 
@@ -163,11 +164,11 @@ async def export_person(session: AsyncSession, person: Person, now: datetime) ->
 
 
 async def remove_from_audiences(session: AsyncSession, person: Person) -> int:
-    """AUDIENCE REMOVAL HOOK: remove the person from every audience uploaded to an ad platform (hashed
-    emails and phones for retargeting) and return how many memberships were removed. Uploaded audiences
-    do not exist yet, so this removes nothing; the audience feature must fill it in (or queue the
-    removals here, in the erasure's transaction). Rows of `audience_members` go in the generic pass."""
-    return 0
+    """Queue the person's removal from every destination they were pushed to (an ad platform, a
+    webhook), carrying only the SHA-256 hashes that were sent, in the erasure's transaction; returns how
+    many removals were queued. The audience sync loop sends them; rows of `audience_members`,
+    `audience_pushed` and pending adds go in the generic pass."""
+    return await queue_erasure(session, person.lead_ids)
 
 
 async def erase_person(session: AsyncSession, person: Person, now: datetime) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Retargeting audiences: rule-based membership kept current from the stream, pushed to ad platforms."""
