@@ -18,6 +18,7 @@ from services.admin.api import admin_router
 from services.admin.scoring_api import scoring_router
 from services.admin.webhook_endpoints import webhook_endpoints_router
 from services.admin.webhook_secrets import webhook_secrets_router
+from services.commerce.api import commerce_router, recovery_router
 from services.forms.api import forms_router
 from services.forms.public import forms_public_router
 from services.analytics.api import analytics_router
@@ -111,6 +112,7 @@ def create_app(
         app.include_router(browser_router())
         app.include_router(webhooks_router())
         app.include_router(consent_public_router())
+        app.include_router(recovery_router())
         app.include_router(forms_public_router())
     if admin is not None:
         app.include_router(admin_router())
@@ -123,6 +125,7 @@ def create_app(
         app.include_router(audiences_router())
         app.include_router(consent_admin_router())
         app.include_router(delivery_router())
+        app.include_router(commerce_router())
         app.include_router(forms_router())
         app.include_router(analytics_router())
         app.include_router(dashboard_router())

@@ -19,6 +19,7 @@ from funnelstream.apps import create_app
 from funnelstream.migrate import wait_for_schema
 from services.analytics.alerts import stalled_alert_loop
 from services.analytics.handlers import AnalyticsHandler
+from services.commerce.reminder_loop import make_reminder_sender, reminder_loop
 from services.nurture.audiences.refresh import refresh_loop
 from services.nurture.audiences.sync import sync_loop
 from services.nurture.delivery.mailer import make_mailer
@@ -135,6 +136,10 @@ def background_tasks(
         return [
             asyncio.create_task(scheduler_loop(scheduler, settings.scheduler_poll_seconds), name="scheduler"),
             asyncio.create_task(sweeper_loop(settings, sessionmaker), name="send-sweeper"),
+            asyncio.create_task(
+                reminder_loop(make_reminder_sender(settings, sessionmaker), settings.cart_reminder_poll_seconds),
+                name="cart-reminders",
+            ),
             asyncio.create_task(refresh_loop(sessionmaker, settings.audience_refresh_seconds), name="audiences"),
             asyncio.create_task(sync_loop(settings, sessionmaker), name="audience-sync"),
         ]

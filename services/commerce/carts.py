@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, computed_field
 
@@ -66,6 +66,7 @@ class CartState(BaseModel):
     ordered_at: datetime | None = None
     order_id: str | None = None
     order_total: Decimal | None = None
+    checkout_url: str | None = None
 
     @property
     def item_count(self) -> int:
@@ -83,6 +84,15 @@ def apply(state: CartState | None, event: CartEvent) -> CartState:
         return state
     events = tuple(sorted((*(state.events if state else ()), event), key=_key))
     return _derive(events)
+
+
+def restore(stored: dict[str, Any]) -> CartState:
+    """A cart from its stored JSON (`model_dump(mode="json")`): re-derived from its event set, so a stored
+    state always follows the current rules."""
+    events = sorted((CartEvent.model_validate(e) for e in stored.get("events", ())), key=_key)
+    if not events:
+        raise ValueError("a stored cart has at least one event")
+    return _derive(tuple(events))
 
 
 def _merge(details: dict[str, Product], product: Product) -> None:
@@ -105,7 +115,7 @@ def _derive(events: tuple[CartEvent, ...]) -> CartState:
     quantities: dict[str, int] = {}
     details: dict[str, Product] = {}
     status: CartStatus = "open"
-    cart_id = checkout_id = lead = currency = None
+    cart_id = checkout_id = lead = currency = checkout_url = None
     started_at: datetime | None = None
     last_activity_at: datetime | None = None
     order: CartEvent | None = None
@@ -114,6 +124,7 @@ def _derive(events: tuple[CartEvent, ...]) -> CartState:
         checkout_id = event.checkout_id or checkout_id
         lead = event.lead or lead
         currency = event.currency or currency
+        checkout_url = event.checkout_url or checkout_url
         if event.kind == "order_completed":
             order = order or event
             continue
@@ -167,4 +178,5 @@ def _derive(events: tuple[CartEvent, ...]) -> CartState:
         ordered_at=order.at if order else None,
         order_id=order.order_id if order else None,
         order_total=order.order_total if order else None,
+        checkout_url=checkout_url,
     )

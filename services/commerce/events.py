@@ -19,7 +19,11 @@ SEGMENT_KINDS: dict[str, CartEventKind] = {
     "Cart Viewed": "cart_viewed",
     "Checkout Started": "checkout_started",
     "Order Completed": "order_completed",
+    # Shopify webhooks (services/ingest/shopify.py) send the whole cart or checkout on every update.
+    "Cart Updated": "cart_viewed",
+    "Checkout Updated": "checkout_started",
 }
+_URL_FIELDS = ("checkout_url", "cart_url", "abandoned_checkout_url")
 
 
 class Product(BaseModel):
@@ -58,6 +62,9 @@ class CartEvent(BaseModel):
     currency: str | None = None
     order_id: str | None = None
     order_total: Decimal | None = None
+    # Where the shopper can return to this cart or checkout (checkout_url, cart_url, or the page `url`
+    # of a cart or checkout event); unchecked here, the recovery link checks it.
+    checkout_url: str | None = None
 
     @field_validator("at")
     @classmethod
@@ -150,6 +157,9 @@ def cart_event_from_segment(
     if kind in ("checkout_started", "order_completed", "cart_viewed") and isinstance(raw_products, list):
         products = tuple(p for p in (_product(raw) for raw in raw_products if isinstance(raw, dict)) if p is not None)
     total = properties.get("total")
+    url = next((_text(properties.get(f)) for f in _URL_FIELDS if _text(properties.get(f))), None)
+    if url is None and kind in ("checkout_started", "cart_viewed"):
+        url = _text(properties.get("url"))
     return CartEvent(
         event_id=event_id or _derived_id(name, properties, at),
         kind=kind,
@@ -163,4 +173,5 @@ def cart_event_from_segment(
         currency=(_text(properties.get("currency")) or "").upper() or None,
         order_id=_text(properties.get("order_id")),
         order_total=_money(total if total is not None else properties.get("revenue")),
+        checkout_url=url,
     )
