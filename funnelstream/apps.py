@@ -32,6 +32,7 @@ from services.nurture.audiences.api import audiences_router
 from services.nurture.consent.api import consent_admin_router, consent_public_router
 from services.nurture.consent.repository import consent_check
 from services.nurture.delivery.api import delivery_router
+from services.nurture.experiments.api import experiments_router
 from services.nurture.sequences.api import sequences_router
 from services.nurture.templates.api import templates_router
 from services.referrals.api import referrals_router
@@ -122,6 +123,7 @@ def create_app(
         app.include_router(webhook_endpoints_router())
         app.include_router(templates_router())
         app.include_router(sequences_router())
+        app.include_router(experiments_router())
         app.include_router(audiences_router())
         app.include_router(consent_admin_router())
         app.include_router(delivery_router())

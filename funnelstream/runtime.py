@@ -24,6 +24,7 @@ from services.nurture.audiences.refresh import refresh_loop
 from services.nurture.audiences.sync import sync_loop
 from services.nurture.delivery.mailer import make_mailer
 from services.nurture.delivery.sweeper import sweeper_loop
+from services.nurture.experiments.runner import experiment_loop
 from services.nurture.handlers import NurtureHandler
 from services.nurture.sequences.messaging import SequenceMessenger
 from services.nurture.sequences.scheduler import Scheduler, scheduler_loop
@@ -136,6 +137,7 @@ def background_tasks(
         return [
             asyncio.create_task(scheduler_loop(scheduler, settings.scheduler_poll_seconds), name="scheduler"),
             asyncio.create_task(sweeper_loop(settings, sessionmaker), name="send-sweeper"),
+            asyncio.create_task(experiment_loop(sessionmaker, settings.experiment_check_seconds), name="experiments"),
             asyncio.create_task(
                 reminder_loop(make_reminder_sender(settings, sessionmaker), settings.cart_reminder_poll_seconds),
                 name="cart-reminders",

@@ -177,6 +177,10 @@ class NurtureSettings(Settings):
     )
     scheduler_poll_seconds: float = Field(default=0.25, gt=0, le=60, description="How often due steps are looked for")
     scheduler_batch: int = Field(default=500, ge=1, le=10_000, description="Due steps taken per scheduler round")
+    # -- experiments (services/nurture/experiments)
+    experiment_check_seconds: float = Field(
+        default=60, gt=0, le=86_400, description="How often running auto-winner experiments are evaluated"
+    )
     # -- cart reminders (services/commerce; per-shop schedules, templates and incentives via /api/commerce)
     cart_reminder_poll_seconds: float = Field(
         default=1.0, gt=0, le=60, description="How often carts with a due reminder are looked for"
