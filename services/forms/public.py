@@ -9,164 +9,27 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
-import time
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.resources import files
-from typing import Any
-from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from services.forms import optin, pages, repository
-from services.forms.repository import FormRow, NewSubmission
+from services.forms.responses import active_form, form_response, maker_of, not_found, page, wants_json
 from services.forms.schemas import UTM_FIELDS
-from services.forms.service import (
-    FORMS_SOURCE_ID,
-    Refused,
-    Submitted,
-    anonymous_id_for,
-    check_form_token,
-    email_field,
-    make_form_token,
-    read_confirm_token,
-    read_file_token,
-    submission_events,
-    traits_of,
-    utm_of,
-    validate,
-)
-from services.ingest.api import IngestError, IngestState, json_object
-from services.ingest.ratelimit import RateLimiter
+from services.forms.service import read_confirm_token, read_file_token
+from services.forms.submit import handle_submit
+from services.ingest.api import IngestState
 from services.nurture.consent.pages_api import client_ip
-from services.nurture.consent.service import masked, normalize_email
-from shared.events import derived_id
+from services.nurture.consent.service import masked
 from shared.settings import SettingsError
 from shared.tokens import InvalidToken
 
 log = logging.getLogger(__name__)
 
-MAX_BODY = 64 * 1024
-MAX_HIDDEN = 2048
 INVALID_LINK = "This link is not valid. Your mail program may have cut it off: open it from the email again."
-
-
-@dataclass
-class Limits:
-    per_ip: RateLimiter
-    per_form: RateLimiter
-
-
-def limits_of(request: Request, state: IngestState) -> Limits:
-    """Per-worker token buckets: N per minute, bursts of N (0 turns a limit off)."""
-    found: Limits | None = getattr(request.app.state, "form_limits", None)
-    if found is None:
-        ip, form = state.settings.form_ip_per_minute, state.settings.form_per_minute
-        found = request.app.state.form_limits = Limits(
-            RateLimiter(ip / 60, max(ip, 1)), RateLimiter(form / 60, max(form, 1))
-        )
-    return found
-
-
-def check_limits(request: Request, state: IngestState, form_id: uuid.UUID) -> None:
-    limits, now = limits_of(request, state), time.monotonic()
-    ip_key = derived_id("form-ip", client_ip(request) or "-")
-    for limiter, key, what in ((limits.per_ip, ip_key, "this address"), (limits.per_form, form_id, "this form")):
-        wait = limiter.retry_after(key, 1, now)
-        if wait > 0:
-            raise RateLimited(math.ceil(wait), f"too many submissions from {what}: try again in {math.ceil(wait)} s")
-
-
-class RateLimited(Refused):
-    def __init__(self, retry_after: int, error: str) -> None:
-        super().__init__(429, error)
-        self.retry_after = retry_after
-
-
-def wants_json(request: Request) -> bool:
-    return "application/json" in request.headers.get("accept", "") or _is_json(request)
-
-
-def _is_json(request: Request) -> bool:
-    return request.headers.get("content-type", "").split(";")[0].strip().lower() == "application/json"
-
-
-async def read_fields(request: Request) -> dict[str, str]:
-    """The submitted values: a JSON object, else an HTML form (application/x-www-form-urlencoded)."""
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise Refused(413, f"the submission exceeds {MAX_BODY // 1024} KB")
-    if _is_json(request):
-        try:
-            data = json_object(body)
-        except IngestError as exc:
-            raise Refused(400, exc.error) from None
-        return {k: str(v) for k, v in data.items() if isinstance(v, str | int | float | bool)}
-    try:
-        return dict(parse_qsl(body.decode(), keep_blank_values=True, max_num_fields=200))
-    except (UnicodeDecodeError, ValueError):
-        raise Refused(400, "the submission is not a valid HTML form") from None
-
-
-def hidden_of(values: dict[str, str]) -> dict[str, str]:
-    """What the page carries from one render to the next: the visitor's id, page and campaign."""
-    return {k: str(values[k])[:MAX_HIDDEN] for k in ("fs_aid", "fs_page", *UTM_FIELDS) if values.get(k)}
-
-
-def maker_of(request: Request) -> async_sessionmaker[AsyncSession]:
-    maker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-    return maker
-
-
-async def active_form(request: Request, form_id: uuid.UUID) -> FormRow | None:
-    async with maker_of(request)() as session:
-        form = await repository.get_form(session, form_id)
-    return form if form is not None and form.status == "active" else None
-
-
-def page(body: str, status: int = 200, headers: dict[str, str] | None = None) -> HTMLResponse:
-    return HTMLResponse(body, status_code=status, headers=headers or pages.PRIVATE_HEADERS)
-
-
-def form_response(
-    request: Request,
-    form: FormRow,
-    values: dict[str, str],
-    *,
-    status: int = 200,
-    error: str | None = None,
-    field: str | None = None,
-    errors: dict[str, str] | None = None,
-    headers: dict[str, str] | None = None,
-) -> Response:
-    """The form page (fresh token), or in JSON the error; `errors` are shown next to their fields."""
-    if status >= 400 and wants_json(request):
-        body: dict[str, Any] = {"error": error, "field": field}
-        if errors:
-            body["errors"] = errors
-        return JSONResponse(body, status_code=status, headers=headers)
-    secret = request.app.state.ingest.settings.secret_key.get_secret_value()
-    kept = {k: v for k, v in values.items() if k != "website"}
-    html = pages.form_page(
-        form.definition,
-        action=f"/forms/{form.id}",
-        token=make_form_token(secret, form.id, datetime.now(UTC)),
-        hidden=hidden_of(values),
-        values=kept,
-        errors=errors,
-        error=error,
-    )
-    return HTMLResponse(html, status_code=status, headers={**pages.form_headers(form.definition), **(headers or {})})
-
-
-def not_found(request: Request) -> Response:
-    if wants_json(request):
-        return JSONResponse({"error": "no such form"}, status_code=404)
-    return page(pages.message_page("Form not found", "This form does not exist or was taken down."), 404)
 
 
 def forms_public_router() -> APIRouter:
@@ -258,74 +121,3 @@ def forms_public_router() -> APIRouter:
         return await handle_submit(request, form_id)
 
     return router
-
-
-async def handle_submit(request: Request, form_id: uuid.UUID) -> Response:
-    now = datetime.now(UTC)
-    state: IngestState = request.app.state.ingest
-    form = await active_form(request, form_id)
-    if form is None:
-        return not_found(request)
-    values: dict[str, str] = {}
-    try:
-        check_limits(request, state, form.id)
-        values = await read_fields(request)
-        if values.get("website"):
-            raise Refused(400, "the submission was refused as automated (a hidden field was filled)", "website")
-        settings = state.settings
-        secret = settings.secret_key.get_secret_value()
-        token = check_form_token(
-            secret, values.get("fs_token", ""), form.id, now, settings.form_min_seconds, settings.form_max_seconds
-        )
-        mail = optin.nurture_settings(request.app.state)
-    except RateLimited as exc:
-        headers = {"Retry-After": str(exc.retry_after)}
-        return form_response(request, form, values, status=429, error=exc.error, headers=headers)
-    except Refused as exc:
-        return form_response(request, form, values, status=exc.status, error=exc.error, field=exc.field)
-    except SettingsError as exc:
-        log.error("forms: email is not configured on this edge: %s", exc)
-        return form_response(request, form, values, status=503, error="sign-ups are not possible right now")
-    clean, errors = validate(form.definition, values)
-    if errors:
-        first = next(iter(errors))
-        error = "Please correct the fields marked below."
-        return form_response(request, form, values, status=422, error=error, field=first, errors=errors)
-    email = normalize_email(clean[email_field(form.definition)])
-    submitted = Submitted(
-        submission_id=uuid.uuid4(),
-        form_id=form.id,
-        form_name=form.name,
-        form_version=form.version,
-        source_id=form.source_id or FORMS_SOURCE_ID,
-        anonymous_id=anonymous_id_for(values.get("fs_aid"), email),
-        traits=traits_of(form.definition, clean),
-        utm=utm_of(values),
-        ip=client_ip(request),
-        user_agent=request.headers.get("user-agent"),
-        page_url=values.get("fs_page") or request.headers.get("referer"),
-    )
-    row = NewSubmission(
-        submitted.submission_id, form.id, form.version, token.nonce, email, submitted.anonymous_id, clean,
-        form.definition.consent_text, submitted.ip, submitted.user_agent, now,
-    )  # fmt: skip
-    try:
-        if not await optin.accept(request.app.state.sessionmaker, state, row, submission_events(submitted, now)):
-            error = "this form was already submitted (its token was used): reload the page to submit again"
-            return form_response(request, form, values, status=409, error=error, field="fs_token")
-    except IngestError as exc:
-        return form_response(request, form, values, status=exc.status, error=exc.error, headers=exc.headers)
-    first_name = str(submitted.traits.get("firstName", ""))
-    await optin.send_confirmation(maker_of(request), mail, secret, form, row, first_name)
-    d = form.definition
-    if wants_json(request):
-        body = {
-            "success": True,
-            "submission_id": str(row.id),
-            "message": d.success_message,
-            "redirect": d.success_redirect,
-        }
-        return JSONResponse(body)
-    if d.success_redirect:
-        return RedirectResponse(d.success_redirect, status_code=303)
-    return page(pages.message_page(d.title or "Thank you", d.success_message), 200, pages.form_headers(d))
