@@ -114,20 +114,20 @@ def forms_router() -> APIRouter:
             raise HTTPException(404, f"no form {form_id}")
         return await out(session, request, row)
 
-    @router.post("/{form_id}/archive", response_model=FormOut)
-    async def archive(form_id: uuid.UUID, session: SessionDep, request: Request) -> FormOut:
-        """Take the form down: its page and POST target answer 404; confirmation links keep working."""
-        row = await repository.set_status(session, form_id, "archived")
+    async def set_status(form_id: uuid.UUID, status: str, session: SessionDep, request: Request) -> FormOut:
+        row = await repository.set_status(session, form_id, status)
         if row is None:
             raise HTTPException(404, f"no form {form_id}")
         return await out(session, request, row)
 
+    @router.post("/{form_id}/archive", response_model=FormOut)
+    async def archive(form_id: uuid.UUID, session: SessionDep, request: Request) -> FormOut:
+        """Take the form down: its page and POST target answer 404; confirmation links keep working."""
+        return await set_status(form_id, "archived", session, request)
+
     @router.post("/{form_id}/activate", response_model=FormOut)
     async def activate(form_id: uuid.UUID, session: SessionDep, request: Request) -> FormOut:
-        row = await repository.set_status(session, form_id, "active")
-        if row is None:
-            raise HTTPException(404, f"no form {form_id}")
-        return await out(session, request, row)
+        return await set_status(form_id, "active", session, request)
 
     @router.put(
         "/{form_id}/file",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib.resources import files
 
@@ -32,6 +33,19 @@ log = logging.getLogger(__name__)
 INVALID_LINK = "This link is not valid. Your mail program may have cut it off: open it from the email again."
 
 
+def invalid_link(status: int = 400) -> Response:
+    return page(pages.message_page("Link not valid", INVALID_LINK), status)
+
+
+def linked_submission(request: Request, token: str, reader: Callable[[str, str], uuid.UUID]) -> uuid.UUID | None:
+    """The submission a signed link names, or None if the link was not made here or was altered."""
+    state: IngestState = request.app.state.ingest
+    try:
+        return reader(state.settings.secret_key.get_secret_value(), token)
+    except InvalidToken:
+        return None
+
+
 def forms_public_router() -> APIRouter:
     router = APIRouter(tags=["forms (public)"])
     script = files("services.forms").joinpath("static/form.js").read_bytes()
@@ -48,15 +62,13 @@ def forms_public_router() -> APIRouter:
     @router.get("/forms/confirm/{token}", response_class=HTMLResponse, summary="Double opt-in: confirmation page")
     async def confirm_page(token: str, request: Request) -> Response:
         """Shows a button and changes nothing: mail scanners open every link in an email."""
-        state: IngestState = request.app.state.ingest
-        try:
-            submission_id = read_confirm_token(state.settings.secret_key.get_secret_value(), token)
-        except InvalidToken:
-            return page(pages.message_page("Link not valid", INVALID_LINK), 400)
+        submission_id = linked_submission(request, token, read_confirm_token)
+        if submission_id is None:
+            return invalid_link()
         async with maker_of(request)() as session:
             sub = await repository.get_submission(session, submission_id)
         if sub is None:
-            return page(pages.message_page("Link not valid", INVALID_LINK), 404)
+            return invalid_link(404)
         if sub["status"] == "confirmed":
             return page(pages.message_page("Already confirmed", "Your subscription is confirmed. Thank you!"))
         return page(pages.confirm_page(address=masked(sub["email"]), action=f"/forms/confirm/{token}"))
@@ -67,10 +79,9 @@ def forms_public_router() -> APIRouter:
         magnet, announces "Form Confirmed". Idempotent."""
         state: IngestState = request.app.state.ingest
         secret = state.settings.secret_key.get_secret_value()
-        try:
-            submission_id = read_confirm_token(secret, token)
-        except InvalidToken:
-            return page(pages.message_page("Link not valid", INVALID_LINK), 400)
+        submission_id = linked_submission(request, token, read_confirm_token)
+        if submission_id is None:
+            return invalid_link()
         ip, agent = client_ip(request), request.headers.get("user-agent")
         try:
             done = await optin.confirm(maker_of(request), submission_id, ip=ip, user_agent=agent, now=datetime.now(UTC))
@@ -78,7 +89,7 @@ def forms_public_router() -> APIRouter:
             message = "We are still processing your sign-up. Please try again in a few seconds."
             return page(pages.message_page("One moment", message), 503, {**pages.PRIVATE_HEADERS, "Retry-After": "5"})
         if done is None:
-            return page(pages.message_page("Link not valid", INVALID_LINK), 404)
+            return invalid_link(404)
         await optin.announce(state, done.event)
         try:
             await optin.send_lead_magnet(maker_of(request), optin.nurture_settings(request.app.state), secret, done)
@@ -90,11 +101,9 @@ def forms_public_router() -> APIRouter:
 
     @router.get("/forms/files/{token}", response_class=Response, summary="Lead magnet download (after confirming)")
     async def download(token: str, request: Request) -> Response:
-        state: IngestState = request.app.state.ingest
-        try:
-            submission_id = read_file_token(state.settings.secret_key.get_secret_value(), token)
-        except InvalidToken:
-            return page(pages.message_page("Link not valid", INVALID_LINK), 400)
+        submission_id = linked_submission(request, token, read_file_token)
+        if submission_id is None:
+            return invalid_link()
         async with maker_of(request)() as session:
             sub = await repository.get_submission(session, submission_id)
             found = await repository.get_file(session, sub["form_id"]) if sub and sub["status"] == "confirmed" else None
