@@ -27,6 +27,9 @@ from services.analytics.reports import Reports, analytics_settings_of
 from services.console.api import console_api_router
 from services.console.audit import AuditMiddleware
 from services.console.screens import console_router
+from services.console.api import console_api_router
+from services.console.audit import AuditMiddleware
+from services.console.screens import console_router
 from services.ingest.api import IngestError, IngestState, TrackingFastPath, ingest_error_handler, tracking_router
 from services.ingest.browser import TrackingCORSMiddleware, browser_router
 from services.ingest.repository import SourceCache
@@ -135,6 +138,9 @@ def create_app(
         app.include_router(analytics_router())
         app.include_router(dashboard_router())
         app.include_router(referrals_router())
+        app.include_router(console_api_router(admin))
+        app.include_router(console_router(admin))
+        app.add_middleware(AuditMiddleware)  # every change through /api, by whom (services/console/audit.py)
         app.include_router(console_api_router(admin))
         app.include_router(console_router(admin))
         app.add_middleware(AuditMiddleware)  # every change through /api, by whom (services/console/audit.py)

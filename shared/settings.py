@@ -106,6 +106,18 @@ class AdminSettings(Settings):
         pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
         description="Public URL of the admin API and console, for invite links; default: the URL of the request",
     )
+    # -- marketer console (services/console)
+    console_session_hours: float = Field(
+        default=12, gt=0, le=24 * 90, description="A console sign-in lasts this long, then asks for the password"
+    )
+    console_invite_hours: float = Field(
+        default=72, gt=0, le=24 * 90, description="An invite link works once, for this many hours"
+    )
+    console_base_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        description="Public URL of the admin API and console, for invite links; default: the URL of the request",
+    )
 
 
 class ScoringSettings(Settings):
