@@ -124,6 +124,7 @@ class ProcessedEvent(Base):
 import shared.analytics_models  # noqa: E402, F401
 import shared.audience_models  # noqa: E402, F401
 import shared.commerce_models  # noqa: E402, F401
+import shared.console_models  # noqa: E402, F401
 import shared.consent_models  # noqa: E402, F401
 import shared.delivery_models  # noqa: E402, F401
 import shared.experiments_models  # noqa: E402, F401

@@ -1,4 +1,4 @@
-"""HTTP routes of the admin API, every one behind the admin bearer token."""
+"""HTTP routes of the admin API, every one behind the admin token, a user's API token or console session."""
 
 from __future__ import annotations
 
@@ -7,26 +7,31 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.admin import repository, scoring_repository, scoring_service
 from services.admin.schemas import LeadList, Problem, SourceCreate, SourceCreated, SourceOut
 from services.admin.scoring_schemas import LeadDetail
+from services.console import auth as console_auth
+from services.console.service import ADMIN_TOKEN_ACTOR
 from shared.security import hash_write_key, new_write_key, same_secret
 
-bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <FUNNELSTREAM_ADMIN_TOKEN>")
+bearer = HTTPBearer(
+    auto_error=False, description="Authorization: Bearer <FUNNELSTREAM_ADMIN_TOKEN or a user API token>"
+)
 
 
 async def require_admin(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> None:
+    """The bootstrap admin token; else a user's API token or console session, within the user's role."""
     expected: str = request.app.state.admin_token
-    if credentials is None or not same_secret(credentials.credentials, expected):
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, "missing or wrong admin token", headers={"WWW-Authenticate": "Bearer"}
-        )
+    if credentials is not None and same_secret(credentials.credentials, expected):
+        console_auth.remember(request, ADMIN_TOKEN_ACTOR)
+        return
+    await console_auth.require_user(request, credentials.credentials if credentials else None)
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:

@@ -1,0 +1,1 @@
+"""The marketer console: people's accounts and roles, sessions, API tokens, the audit log, HTML screens."""
