@@ -41,6 +41,7 @@ from services.nurture.delivery.api import delivery_router
 from services.nurture.experiments.api import experiments_router
 from services.nurture.sequences.api import sequences_router
 from services.nurture.templates.api import templates_router
+from services.predictive.api import predictive_router
 from services.referrals.api import referrals_router
 from shared.db import make_engine, make_sessionmaker
 from shared.health import broker_check, database_check, health_router
@@ -124,6 +125,7 @@ def create_app(
     if admin is not None:
         app.include_router(admin_router())
         app.include_router(scoring_router(admin))
+        app.include_router(predictive_router(admin))
         app.include_router(accounts_router())
         app.include_router(webhook_secrets_router())
         app.include_router(webhook_endpoints_router())

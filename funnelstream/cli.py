@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from pydantic_settings import BaseSettings
 
+from services.console.cli import users_app
 from shared.logs import setup_logging
 from shared.settings import (
     AdminSettings,
@@ -31,6 +32,7 @@ app = typer.Typer(
 )
 dlq_app = typer.Typer(help="Inspect and replay the dead-letter topic.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(users_app, name="users")
 
 S = TypeVar("S", bound=BaseSettings)
 T = TypeVar("T")
@@ -140,6 +142,46 @@ def scoring() -> None:
 def nurture() -> None:
     """Run one nurture consumer; N copies share the consumer group. Health on FUNNELSTREAM_HEALTH_PORT."""
     _consumer("nurture")
+
+
+@app.command()
+def train(
+    funnel_model: Annotated[
+        str | None,
+        typer.Option(help="Funnel model to learn [default: FUNNELSTREAM_PREDICTIVE_FUNNEL_MODEL or the primary]"),
+    ] = None,
+    target_stage: Annotated[
+        str | None,
+        typer.Option(help="Stage whose reaching is predicted [default: FUNNELSTREAM_PREDICTIVE_TARGET_STAGE]"),
+    ] = None,
+    horizon_days: Annotated[
+        float | None, typer.Option(help="Reached within this many days [default: FUNNELSTREAM_PREDICTIVE_HORIZON_DAYS]")
+    ] = None,
+    min_positives: Annotated[int | None, typer.Option(help="Positives needed in training and in test")] = None,
+    confidence: Annotated[float | None, typer.Option(help="Confidence of the AUC-gain lower bound")] = None,
+) -> None:
+    """Train a predictive model on the history in PostgreSQL, test it on later leads against the active
+    rules, and activate it only if it is reliably better. Progress on stderr, the stored run as JSON."""
+    from services.predictive.training import TrainingError, train_once
+    from shared.settings import PredictiveSettings
+
+    settings = settings_or_exit(
+        PredictiveSettings, kafka_bootstrap_servers=os.environ.get("FUNNELSTREAM_KAFKA_BOOTSTRAP_SERVERS", "unused")
+    )
+    _log("train", settings)
+
+    def progress(line: str) -> None:
+        typer.echo(f"train: {line}", err=True)
+
+    try:
+        row = asyncio.run(
+            train_once(settings, progress, funnel_model=funnel_model, target_stage=target_stage,
+                       horizon_days=horizon_days, min_positives=min_positives, confidence=confidence)
+        )  # fmt: skip
+    except TrainingError as exc:
+        typer.echo(f"funnelstream: {exc.field}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(json.dumps({k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in vars(row).items()}))
 
 
 @app.command()

@@ -29,6 +29,7 @@ from services.nurture.handlers import NurtureHandler
 from services.nurture.sequences.messaging import SequenceMessenger
 from services.nurture.sequences.scheduler import Scheduler, scheduler_loop
 from services.nurture.sequences.timing import SendPolicy
+from services.predictive.training import training_loop
 from services.scoring.handlers import ScoringHandler
 from services.scoring.rescore import rescore_loop, tick_loop
 from services.scoring.retention import retention_loop
@@ -124,6 +125,7 @@ def background_tasks(
             asyncio.create_task(delivery_loop(settings, sessionmaker, asyncio.Event()), name="webhooks"),
             asyncio.create_task(rescore_loop(settings, sessionmaker, producer), name="rescore"),
             asyncio.create_task(tick_loop(settings, producer), name="tick"),
+            asyncio.create_task(training_loop(settings, sessionmaker), name="predictive-training"),
         ]
     if name == "nurture" and isinstance(settings, NurtureSettings):
         scheduler = Scheduler(

@@ -89,7 +89,23 @@ class IngestSettings(Settings):
     form_per_minute: int = Field(default=120, ge=0, description="Submissions per form and minute; 0: no limit")
 
 
-class AdminSettings(Settings):
+class PredictiveSettings(Settings):
+    """Predictive scoring (issue 10): read by `funnelstream train`, the admin API and the scoring process."""
+
+    predictive_funnel_model: str | None = Field(default=None, description="Funnel model to learn; none: the primary")
+    predictive_target_stage: str = Field(default="customer", description="Stage whose reaching is predicted")
+    predictive_horizon_days: float = Field(default=30, gt=0, le=3650, description="Reached within this many days")
+    predictive_train_snapshots: int = Field(default=3, ge=1, le=24, description="Training snapshots, a horizon apart")
+    predictive_min_positives: int = Field(default=30, ge=1, description="Positives needed in training and in test")
+    predictive_confidence: float = Field(default=0.95, gt=0.5, lt=1, description="Of the AUC-gain lower bound")
+    predictive_bootstrap: int = Field(default=1000, ge=100, le=100_000, description="Bootstrap samples of the gain")
+    predictive_max_leads: int = Field(default=50_000, ge=100, description="At most this many leads per training")
+    predictive_train_interval_hours: float = Field(
+        default=0, ge=0, description="Scoring processes train this often (one at a time); 0: only on command"
+    )
+
+
+class AdminSettings(PredictiveSettings):
     """The admin API and dashboard."""
 
     admin_token: SecretStr = Field(description="Bearer token for every /api route")
@@ -120,7 +136,7 @@ class AdminSettings(Settings):
     )
 
 
-class ScoringSettings(Settings):
+class ScoringSettings(PredictiveSettings):
     """The scoring consumer, which also applies retention."""
 
     anonymous_retention_days: int = Field(

@@ -105,6 +105,7 @@ class LeadState:
     alerts: list[str] = field(default_factory=list)
     blocked: dict[str, list[str]] = field(default_factory=dict)  # model → [stage, until] after a rejection
     grade: str = "D4"
+    predictions: dict[str, float] = field(default_factory=dict)  # funnel model → predicted probability
 
     @property
     def known(self) -> bool:
@@ -122,7 +123,7 @@ class LeadState:
             "milestones": self.milestones,
             "alerts": self.alerts,
             "blocked": self.blocked,
-        }
+        } | ({"predictions": self.predictions} if self.predictions else {})
 
     @classmethod
     def from_parts(
@@ -157,13 +158,14 @@ class LeadState:
             alerts=doc.get("alerts", []),
             blocked=doc.get("blocked", {}),
             grade=grade,
+            predictions=doc.get("predictions", {}),
         )
 
 
 Check = Callable[[LeadState, float, float], bool]  # (state, score, engagement) -> holds
 
 
-def compile_criterion(c: Criterion) -> Check:
+def compile_criterion(c: Criterion, primary: str = "b2b") -> Check:
     """One criterion as a closure: rules are evaluated on every scored event, so no dispatch per call."""
     if c.kind == "known":
         return lambda state, score, engagement: bool(state.user_id or state.email)
@@ -181,6 +183,14 @@ def compile_criterion(c: Criterion) -> Check:
         return lambda state, score, engagement: holds(condition, {"traits": state.traits, "email": state.email})
     low = c.gte if c.gte is not None else -math.inf
     high = c.lt if c.lt is not None else math.inf
+    if c.kind == "prediction":
+        model = c.model or primary
+
+        def predicted(state: LeadState, score: float, engagement: float) -> bool:
+            p = state.predictions.get(model)
+            return p is not None and low <= p < high
+
+        return predicted
     if c.kind == "score":
         return lambda state, score, engagement: low <= score < high
     if c.kind == "engagement":
@@ -188,9 +198,9 @@ def compile_criterion(c: Criterion) -> Check:
     return lambda state, score, engagement: low <= state.fit < high
 
 
-def compile_criteria(criteria: Criteria) -> Check:
-    every = [compile_criterion(c) for c in criteria.all]
-    some = [compile_criterion(c) for c in criteria.any]
+def compile_criteria(criteria: Criteria, primary: str = "b2b") -> Check:
+    every = [compile_criterion(c, primary) for c in criteria.all]
+    some = [compile_criterion(c, primary) for c in criteria.any]
 
     def check(state: LeadState, score: float, engagement: float) -> bool:
         for f in every:
@@ -226,12 +236,15 @@ class Scorer:
         self._compiled: dict[int, Check] = {}
         self._quiet = [(r.id, timedelta(days=r.days)) for r in rules.inactivity]
         self.milestone_names: set[str] = set()
+        self.uses_prediction = False  # a criterion reads predictions: stages are re-checked when one changes
         self._score_thresholds: set[float] = set()
         self._engagement_thresholds: set[float] = set(rules.grades.engagement)
         for criteria in self._all_criteria():
             for c in (*criteria.all, *criteria.any):
                 if c.kind == "event":
                     self.milestone_names.update(c.names)
+                elif c.kind == "prediction":
+                    self.uses_prediction = True
                 elif c.kind in {"score", "engagement"}:
                     bounds = {b for b in (c.gte, c.lt) if b is not None}
                     (self._score_thresholds if c.kind == "score" else self._engagement_thresholds).update(bounds)
@@ -403,7 +416,7 @@ class Scorer:
     def _criteria(self, criteria: Criteria, state: LeadState, score: float, engagement: float) -> bool:
         check = self._compiled.get(id(criteria))
         if check is None:
-            check = self._compiled[id(criteria)] = compile_criteria(criteria)
+            check = self._compiled[id(criteria)] = compile_criteria(criteria, self.rules.primary_model)
         return check(state, score, engagement)
 
     def evaluate(self, state: LeadState, at: datetime, cause: uuid.UUID | None, fx: Effects) -> None:

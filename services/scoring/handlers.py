@@ -29,6 +29,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 # Erasure tombstones are kept by consent (services/nurture/consent); scoring only reads them.
 from services.nurture.consent.repository import erased
+from services.predictive import repository as predictions
+from services.predictive.features import LONGEST, extract
+from services.predictive.serving import ActiveModels, predict_batch
 from services.scoring import accounts, repository
 from services.scoring.engine import Effects, LeadState, Scorer, score_of
 from services.scoring.replay import activity_of, rebuild, score_changed, state_of, write_of
@@ -74,10 +77,14 @@ class ScoringHandler:
 
     name = "scoring"
 
-    def __init__(self, topics: Topics, rules: ActiveRules | None = None, tick_leads: int = TICK_LEADS) -> None:
+    def __init__(
+        self, topics: Topics, rules: ActiveRules | None = None, tick_leads: int = TICK_LEADS,
+        models: ActiveModels | None = None,
+    ) -> None:  # fmt: skip
         self._out = topics
         self.rules = rules or ActiveRules()
         self.tick_leads = tick_leads
+        self.models = models or ActiveModels()
 
     def topics(self, topics: Topics) -> list[str]:
         return [topics.events]
@@ -98,6 +105,7 @@ class ScoringHandler:
         work.fresh = fresh
         for tick in ticks:
             await self._tick(session, scorer, tick, work)
+        await self._predict(session, scorer, work)
         await accounts.join(
             session,
             [
@@ -273,6 +281,34 @@ class ScoringHandler:
             scorer.advance(state, tick.tick_at, work.fx(lead))
         if due:
             log.info("tick %s: %d leads with due time-driven changes", tick.tick_at.isoformat(), len(due))
+
+    async def _predict(self, session: AsyncSession, scorer: Scorer, work: Work) -> None:
+        """The active predictive models, applied once to all leads this batch's events touched.
+
+        Features are as of the lead's latest event (event time, so a replay predicts the same); when
+        a rule reads predictions, stages are evaluated again with the new ones."""
+        leads = [lead for lead in work.cause if lead in work.states]
+        models = await self.models.get(session) if leads else []
+        if not models:
+            return
+        at = {}
+        for lead in leads:
+            state = work.states[lead]
+            at[lead] = max(t for t in (work.seen.get(lead), state.last_activity, state.checked_at) if t is not None)
+        recent = await predictions.recent_events(session, leads, min(at.values()) - LONGEST)
+        rows = [
+            extract(work.states[lead].traits, work.states[lead].email, recent.get(lead, ()), at[lead]) for lead in leads
+        ]
+        writes = []
+        for p in predict_batch(models, leads, rows):
+            state = work.states[p.lead_id]
+            before = state.predictions.get(p.funnel_model)
+            state.predictions[p.funnel_model] = p.probability
+            writes.append(predictions.PredictionWrite(p.lead_id, p.funnel_model, p.probability, p.version, p.top,
+                                                      at[p.lead_id]))  # fmt: skip
+            if scorer.uses_prediction and before != p.probability:
+                scorer.evaluate(state, at[p.lead_id], work.cause[p.lead_id], work.fx(p.lead_id))
+        await predictions.write_predictions(session, writes)
 
     # -- writing ---------------------------------------------------------------------------------
     async def _write(self, session: AsyncSession, scorer: Scorer, work: Work) -> list[Outgoing]:

@@ -72,6 +72,7 @@ def rebuild(scorer: Scorer, row: LeadRow, events: list[HistoryEvent], until: dat
     """
     state = scorer.new_state(user_id=row.user_id, email=row.email)
     state.traits, state.trait_times = dict(row.traits), dict(row.trait_times)
+    state.predictions = dict(row.score_state.get("predictions", {}))  # from the models, not the rules
     scorer.refit(state, events[0].occurred_at if events else until, None, fx)
     for event in events:
         scorer.apply(state, activity_from_history(event), fx)

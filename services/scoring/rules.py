@@ -145,6 +145,22 @@ class TraitCriterion(_Strict):
     condition: Condition
 
 
+class PredictionCriterion(_Strict):
+    """The lead's predicted probability (0–1) from a funnel model's active predictive model; a lead
+    without a prediction fails it (see README, *Predictive scoring*)."""
+
+    kind: Literal["prediction"]
+    model: Name | None = Field(default=None, description="Funnel model whose prediction; null: the primary model")
+    gte: float | None = Field(default=None, ge=0, le=1)
+    lt: float | None = Field(default=None, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _bound(self) -> PredictionCriterion:
+        if self.gte is None and self.lt is None:
+            raise ValueError("give gte, lt or both")
+        return self
+
+
 class KnownCriterion(_Strict):
     """The lead gave contact details: a user id or an email."""
 
@@ -152,7 +168,8 @@ class KnownCriterion(_Strict):
 
 
 Criterion = Annotated[
-    ScoreCriterion | GradeCriterion | EventCriterion | TraitCriterion | KnownCriterion, Field(discriminator="kind")
+    ScoreCriterion | GradeCriterion | EventCriterion | TraitCriterion | KnownCriterion | PredictionCriterion,
+    Field(discriminator="kind"),
 ]
 
 
