@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 Metric = Literal["open", "click", "conversion", "revenue"]
 
@@ -21,22 +21,27 @@ class ExperimentCreate(BaseModel):
     step_id: str = Field(min_length=1, max_length=80)
     metric: Metric = Field(description="open and click exclude bots; conversion needs goal_event; revenue sums it")
     goal_event: str | None = Field(
-        default=None, max_length=200, description="conversion: the event; revenue: default Order Completed"
+        default=None,
+        max_length=200,
+        validate_default=True,
+        description="conversion: the event; revenue: default Order Completed",
     )
     window: timedelta = Field(
-        default=timedelta(days=7), description="Outcomes count within this time after the exposure (ISO 8601)"
+        default=timedelta(days=7),
+        ge=timedelta(seconds=1),
+        le=timedelta(days=365),
+        description="Outcomes count within this time after the exposure (ISO 8601)",
     )
     alpha: float = Field(default=0.05, ge=0.001, le=0.2, description="The false-winner rate the test keeps")
     min_sample: int = Field(default=100, ge=10, le=10_000_000, description="Exposures per variant before deciding")
     auto_winner: bool = Field(default=False, description="Send remaining traffic to the winner once it is clear")
 
-    @model_validator(mode="after")
-    def _goal(self) -> ExperimentCreate:
-        if self.metric == "conversion" and not self.goal_event:
-            raise ValueError("goal_event: a conversion experiment needs the event that counts")
-        if not timedelta(seconds=1) <= self.window <= timedelta(days=365):
-            raise ValueError("window: between 1 second and 365 days")
-        return self
+    @field_validator("goal_event")
+    @classmethod
+    def _goal(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("metric") == "conversion" and not value:
+            raise ValueError("a conversion experiment needs the event that counts")
+        return value
 
 
 class Decide(BaseModel):

@@ -76,7 +76,11 @@ class Shop:
         return people
 
     async def lead_id(self, user: str) -> uuid.UUID:
-        return uuid.UUID((await self.api("GET", f"/leads/{user}"))["lead_id"])
+        async def known() -> str | None:
+            r = await self.client.get(f"{self.stack.base_url}/api/leads/{user}", headers=self.stack.admin)
+            return str(r.json()["lead_id"]) if r.status_code == 200 else None
+
+        return uuid.UUID(await eventually(known, what=f"lead {user}"))
 
     async def open_as_person(self, user: str, message_id: str) -> None:
         """The person opens the email an hour after it was sent (a pixel token as the email's, sent earlier)."""
