@@ -23,6 +23,7 @@ ENV = SandboxedEnvironment(
     lstrip_blocks=True,
 )
 INPUT_TYPES = {"email": "email", "phone": "tel"}
+FRAME_SCRIPT = "/forms/-/frame.js"
 BASE_HEADERS = {
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",
@@ -38,13 +39,14 @@ PRIVATE_HEADERS = {
 
 
 def form_headers(definition: FormDefinition) -> dict[str, str]:
-    """The form page may be framed by any website (the embed); it runs no script, and posts only to
-    this host (and follows the form's own success redirect, which browsers check against form-action)."""
+    """The form page may be framed by any website (the embed); its only script is our frame.js (the height
+    for the embedding page), and it posts only to this host (and follows the form's own success redirect,
+    which browsers check against form-action)."""
     targets = "'self'"
     if definition.success_redirect:
         parts = urlsplit(definition.success_redirect)
         targets += f" {parts.scheme}://{parts.netloc}"
-    csp = f"default-src 'none'; style-src 'unsafe-inline'; form-action {targets}; frame-ancestors *"
+    csp = f"default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; form-action {targets}; frame-ancestors *"
     return {**BASE_HEADERS, "Content-Security-Policy": csp}
 
 
@@ -77,15 +79,21 @@ def form_page(
         errors=dict(errors or {}),
         error=error,
         input_types=INPUT_TYPES,
+        frame_script=FRAME_SCRIPT,
     )
 
 
-def message_page(title: str, message: str, link: str | None = None, link_text: str = "") -> str:
-    return render("message.html", title=title, message=message, link=link, link_text=link_text)
+def message_page(
+    title: str, message: str, link: str | None = None, link_text: str = "", *, in_frame: bool = False
+) -> str:
+    frame_script = FRAME_SCRIPT if in_frame else None
+    return render(
+        "message.html", title=title, message=message, link=link, link_text=link_text, frame_script=frame_script
+    )
 
 
 def confirm_page(*, address: str, action: str) -> str:
-    return render("confirm.html", title="Confirm your subscription", address=address, action=action)
+    return render("confirm.html", title="Confirm your subscription", address=address, action=action, frame_script=None)
 
 
 def confirmation_email(definition: FormDefinition, form_name: str, first_name: str, link: str) -> tuple[str, str, str]:

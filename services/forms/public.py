@@ -46,18 +46,32 @@ def linked_submission(request: Request, token: str, reader: Callable[[str, str],
         return None
 
 
+def static_script(name: str) -> Callable[[Request], Response]:
+    """A script from static/, cacheable for five minutes and revalidated by its ETag."""
+    script = files("services.forms").joinpath(f"static/{name}").read_bytes()
+    etag = '"' + hashlib.sha256(script).hexdigest()[:32] + '"'
+    headers = {"Cache-Control": "public, max-age=300", "ETag": etag, "X-Content-Type-Options": "nosniff"}
+    headers["Access-Control-Allow-Origin"] = "*"
+
+    def serve(request: Request) -> Response:
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers=headers)
+        return Response(script, media_type="text/javascript; charset=utf-8", headers=headers)
+
+    return serve
+
+
 def forms_public_router() -> APIRouter:
     router = APIRouter(tags=["forms (public)"])
-    script = files("services.forms").joinpath("static/form.js").read_bytes()
-    script_etag = '"' + hashlib.sha256(script).hexdigest()[:32] + '"'
+    embed, frame = static_script("form.js"), static_script("frame.js")
 
     @router.get("/forms/{form_id}.js", response_class=Response, summary="Script that embeds the form")
     async def embed_script(form_id: uuid.UUID, request: Request) -> Response:
-        headers = {"Cache-Control": "public, max-age=300", "ETag": script_etag, "X-Content-Type-Options": "nosniff"}
-        headers["Access-Control-Allow-Origin"] = "*"
-        if request.headers.get("if-none-match") == script_etag:
-            return Response(status_code=304, headers=headers)
-        return Response(script, media_type="text/javascript; charset=utf-8", headers=headers)
+        return embed(request)
+
+    @router.get("/forms/-/frame.js", response_class=Response, include_in_schema=False)
+    async def frame_script(request: Request) -> Response:
+        return frame(request)
 
     @router.get("/forms/confirm/{token}", response_class=HTMLResponse, summary="Double opt-in: confirmation page")
     async def confirm_page(token: str, request: Request) -> Response:

@@ -158,4 +158,6 @@ async def handle_submit(request: Request, form_id: uuid.UUID) -> Response:
         return JSONResponse(body)
     if d.success_redirect:
         return RedirectResponse(d.success_redirect, status_code=303)
-    return page(pages.message_page(d.title or "Thank you", d.success_message), 200, pages.form_headers(d))
+    return page(
+        pages.message_page(d.title or "Thank you", d.success_message, in_frame=True), 200, pages.form_headers(d)
+    )

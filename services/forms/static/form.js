@@ -1,7 +1,7 @@
 /* FunnelStream form embed. Paste where the form should appear:
  *   <script async src="https://COLLECT.HOST/forms/FORM_ID.js"></script>
  * Optional: data-target="#css-selector" (where to put the form; default: right after this tag),
- * data-height="520" (pixels). The form is an iframe of https://COLLECT.HOST/forms/FORM_ID, given the
+ * data-height="520" (pixels, until the form reports its own height). The form is an iframe of https://COLLECT.HOST/forms/FORM_ID, given the
  * visitor's anonymous id (the fs.js tracker's, else its fs_aid cookie), this page's URL and its utm_*
  * parameters, so the new lead keeps the visitor's anonymous history and campaign.
  */
@@ -33,6 +33,13 @@
   frame.src = page + "?" + params.toString();
   frame.title = tag.getAttribute("data-title") || "Sign-up form";
   frame.style.cssText = "width:100%;max-width:40rem;border:0;height:" + (parseInt(tag.getAttribute("data-height"), 10) || 560) + "px";
+  // The form page reports its height (frame.js); only numbers from that frame are used.
+  w.addEventListener("message", function (e) {
+    var h = e.data && e.data.fsFormHeight;
+    if (e.source === frame.contentWindow && e.origin === src.origin && typeof h === "number") {
+      frame.style.height = Math.min(Math.max(Math.ceil(h), 100), 5000) + "px";
+    }
+  });
   var selector = tag.getAttribute("data-target"), target = selector && d.querySelector(selector);
   if (target) target.appendChild(frame);
   else tag.parentNode.insertBefore(frame, tag.nextSibling);

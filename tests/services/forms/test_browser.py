@@ -78,6 +78,10 @@ async def test_a_visitor_signs_up_in_the_embedded_form_and_confirms_in_the_brows
                 page = await context.new_page()
                 await page.goto(f"{origin}/pricing?utm_source=ads&utm_campaign=q4")
                 frame = page.frame_locator("#signup iframe")
+                # The frame fits the form (its height reported by the page inside): no inner scroll bar.
+                iframe = page.locator("#signup iframe")
+                await frame.locator("#fs-submit").wait_for()
+                await eventually(lambda: _fits(iframe), what="the frame fitting the form")
                 await frame.locator("#fs-email").fill("ann@")
                 await frame.locator("#fs-first_name").fill("Ann")
                 await frame.locator("#fs-job_title").fill("Head of Growth")
@@ -130,6 +134,13 @@ async def test_a_visitor_signs_up_in_the_embedded_form_and_confirms_in_the_brows
             l=uuid.UUID(lead["lead_id"]),
         )
         assert props["utm_source"] == "ads" and props["utm_campaign"] == "q4"
+
+
+async def _fits(iframe: Any) -> bool:
+    outer = await iframe.evaluate("f => f.clientHeight")
+    inside = await (await iframe.element_handle()).content_frame()
+    inner = await inside.evaluate("() => document.documentElement.scrollHeight")
+    return bool(outer > 560 and abs(outer - inner) <= 2)
 
 
 def link_in_text(received: Any) -> str:
