@@ -25,7 +25,8 @@ async def email_steps(session: AsyncSession, start: date, end: date) -> list[dic
         text(
             "WITH s AS (SELECT s.*, split_part(s.send_key, ':', 1)::uuid AS enrollment_id, "
             "  split_part(s.send_key, ':', 2)::int AS step FROM email_sends s "
-            "  WHERE s.send_key ~ :pattern AND s.created_at >= :start AND s.created_at < :end + 1), "
+            "  WHERE s.send_key ~ :pattern AND s.created_at >= CAST(:start AS date) "
+            "  AND s.created_at < CAST(:end AS date) + 1), "
             "fb AS (SELECT message_id, bool_or(kind = 'bounce') AS bounced, bool_or(kind = 'unsubscribe') AS unsub "
             "  FROM email_feedback WHERE message_id IN (SELECT message_id FROM s) GROUP BY message_id) "
             "SELECT q.name AS sequence, s.step, "
@@ -54,7 +55,8 @@ async def cart_recovery(session: AsyncSession, start: date, end: date) -> list[t
     rows = await session.execute(
         text(
             "SELECT step, coalesce(currency, ''), count(*), coalesce(sum(amount), 0) FROM cart_recoveries "
-            "WHERE ordered_at >= :start AND ordered_at < :end + 1 GROUP BY step, currency ORDER BY step"
+            "WHERE ordered_at >= CAST(:start AS date) AND ordered_at < CAST(:end AS date) + 1 "
+            "GROUP BY step, currency ORDER BY step"
         ),
         {"start": start, "end": end},
     )

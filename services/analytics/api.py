@@ -32,18 +32,23 @@ async def filters(
     model: Annotated[str | None, Query(max_length=80, description="Funnel model; default the primary one")] = None,
     start: Annotated[date | None, Query(description=f"First day (UTC); default {DEFAULT_DAYS} days ago")] = None,
     end: Annotated[date | None, Query(description="Last day (UTC), included; default today")] = None,
-    source_id: uuid.UUID | None = None,
+    source_id: Annotated[str | None, Query(max_length=36, description="Source id (UUID)")] = None,
     utm_source: Annotated[str | None, Query(max_length=200)] = None,
     utm_campaign: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Filters:
-    """The report filters: the fixed dimensions, all answered from the summary tables."""
+    """The report filters: the fixed dimensions, all answered from the summary tables. An empty value
+    (as an HTML form sends it) means no filter."""
+    try:
+        source = uuid.UUID(source_id) if source_id else None
+    except ValueError:
+        raise HTTPException(400, "source_id: not a UUID") from None
     end = end or datetime.now(UTC).date()
     start = start or end - timedelta(days=DEFAULT_DAYS)
     if start > end:
         raise HTTPException(400, "start: must not be after end")
     if model is None:
         _, model = await reports_of(request).funnels(session)
-    return Filters(model, start, end, source_id, utm_source, utm_campaign)
+    return Filters(model, start, end, source, utm_source or None, utm_campaign or None)
 
 
 FiltersDep = Annotated[Filters, Depends(filters)]

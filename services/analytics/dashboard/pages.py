@@ -135,8 +135,8 @@ def dashboard_router() -> APIRouter:
         from services.analytics import activity
 
         found = await activity.find_lead(session, lead[:200]) if lead else None
-        table = await TABLES["timeline"](r, session, f, {"lead": lead}) if found else None
-        return page("lead.html", **await _common(request, r, session, f), ref=lead[:200], lead=found, table=table)
+        timeline = await TABLES["timeline"](r, session, f, {"lead": lead}) if found else None
+        return page("lead.html", **await _common(request, r, session, f), ref=lead[:200], lead=found, timeline=timeline)
 
     @router.get("/mailbox", dependencies=[SignedIn])
     async def mailbox(request: Request, f: FiltersDep, r: ReportsDep, session: SessionDep) -> HTMLResponse:

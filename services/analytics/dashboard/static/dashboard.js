@@ -16,7 +16,7 @@
     var trend = data("trend-data");
     if (trend && trend.labels.length && document.getElementById("trend-chart")) {
       new frappe.Chart("#trend-chart", {
-        type: "line", height: 260,
+        type: trend.labels.length > 1 ? "line" : "bar", height: 260,
         data: { labels: trend.labels, datasets: trend.series },
       });
     }
