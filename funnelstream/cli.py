@@ -32,6 +32,10 @@ app = typer.Typer(
 )
 dlq_app = typer.Typer(help="Inspect and replay the dead-letter topic.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
+analytics_app = typer.Typer(
+    help="Funnel analytics: the consumer that keeps the summaries, and their backfill.", no_args_is_help=True
+)
+app.add_typer(analytics_app, name="analytics")
 app.add_typer(users_app, name="users")
 
 S = TypeVar("S", bound=BaseSettings)
@@ -265,6 +269,42 @@ def dlq_replay(
         typer.echo(json.dumps(item))
     verb = "would replay" if dry_run else "replayed"
     typer.echo(f"{verb} {len(items)} message(s)", err=True)
+
+
+@analytics_app.command("run")
+def analytics_run() -> None:
+    """Run one analytics consumer (summaries, stalled-lead alert); N copies share the consumer group."""
+    _consumer("analytics")
+
+
+@analytics_app.command("backfill")
+def analytics_backfill(
+    chunk: Annotated[int, typer.Option(min=1, max=100_000, help="Leads rebuilt per transaction.")] = 500,
+) -> None:
+    """Empty the analytics summaries and rebuild them from history (stage history, orders), with progress.
+
+    Stop the analytics consumers first: events they apply meanwhile would be counted twice."""
+    from services.analytics.backfill import backfill
+    from shared.db import make_engine, make_sessionmaker
+    from shared.settings import AnalyticsSettings
+
+    settings = settings_or_exit(AnalyticsSettings)
+    _log("analytics", settings)
+
+    def progress(done: int, total: int, seconds: float) -> None:
+        typer.echo(f"\r{done}/{total} leads ({done / max(total, 1):.0%}) in {seconds:.1f}s", nl=False, err=True)
+
+    async def main() -> None:
+        engine = make_engine(settings.database_url, pool_size=2)
+        try:
+            result = await backfill(make_sessionmaker(engine), settings, chunk, progress)
+        finally:
+            await engine.dispose()
+        typer.echo("", err=True)
+        typer.echo(json.dumps({"leads": result.leads, "stage_changes": result.stage_changes,
+                               "orders": result.orders, "seconds": round(result.seconds, 2)}))  # fmt: skip
+
+    run(main())
 
 
 def main() -> None:

@@ -33,6 +33,7 @@ from shared.runner import ConsumerRunner
 from shared.security import hash_write_key, new_write_key
 from shared.settings import (
     AdminSettings,
+    AnalyticsSettings,
     DevSettings,
     IngestSettings,
     NurtureSettings,
@@ -154,6 +155,7 @@ class Dev:
                 "nurture": load_settings(
                     NurtureSettings, **common, **keys, **dev_mail_overrides(self.data_dir, os.environ)
                 ),
+                "analytics": load_settings(AnalyticsSettings, **common),
             }
             say("running migrations ...")
             await asyncio.to_thread(upgrade, database_url)
@@ -203,7 +205,7 @@ class Dev:
             say("stopping: ingest stops accepting ...")
             server.should_exit = True
             await asyncio.gather(server_task, return_exceptions=True)
-            for name, runner in runners.items():  # pipeline order: scoring feeds nurture
+            for name, runner in runners.items():  # pipeline order: scoring feeds nurture and analytics
                 say(f"stopping: {name} drains to zero lag ...")
                 runner.request_stop(drain=True)
                 await asyncio.gather(runner_tasks[name], return_exceptions=True)
@@ -221,6 +223,7 @@ class Dev:
         say(f"  tracking API   {base}/v1/track   (Segment-compatible; write key as HTTP Basic user)")
         say(f"  admin API      {base}/api/       (Authorization: Bearer <admin token>)")
         say(f"  API docs       {base}/docs")
+        say(f"  dashboard      {base}/dashboard   (sign in with the admin token)")
         say(f"  health         {base}/healthz  {base}/readyz  {base}/metrics")
         say(f"  admin token    {secrets_.admin_token}")
         say(f"  write key      {secrets_.write_key}")
