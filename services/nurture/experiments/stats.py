@@ -152,20 +152,43 @@ def pair_alpha(alpha: float, variants: int) -> float:
     return alpha / max(pairs, 1)
 
 
+def leaders(
+    n: Any, total: Any, total_sq: Any, *, alpha: float, min_sample: int, binary: bool,
+    tau_relative: float = TAU_RELATIVE,
+) -> NDArray[np.int64]:  # fmt: skip
+    """Vectorised winner rule: arms on the last axis; the index of the arm that beats every other one
+    (each pair at α / pairs), once every arm has `min_sample`; −1 where there is none yet."""
+    n_, t_, s_ = (np.asarray(x, dtype=np.float64) for x in (n, total, total_sq))
+    k = n_.shape[-1]
+    level = pair_alpha(alpha, k)
+    wins = np.zeros(n_.shape, dtype=np.int64)
+    for i, j in combinations(range(k), 2):
+        sign = crosses(n_[..., i], t_[..., i], s_[..., i], n_[..., j], t_[..., j], s_[..., j], alpha=level,
+                       min_sample=min_sample, binary=binary, tau_relative=tau_relative)  # fmt: skip
+        wins[..., j] += sign > 0
+        wins[..., i] += sign < 0
+    best = (wins == k - 1) & (n_ >= min_sample).all(axis=-1, keepdims=True)
+    return np.where(best.any(axis=-1), best.argmax(axis=-1), -1)
+
+
 def winner(
     arms: list[Arm], *, alpha: float, min_sample: int, binary: bool, tau_relative: float = TAU_RELATIVE
 ) -> str | None:
     """The variant that beats every other one under the always-valid test, once each has `min_sample`."""
-    if len(arms) < 2 or any(arm.n < min_sample for arm in arms):
+    if len(arms) < 2:
         return None
-    level = pair_alpha(alpha, len(arms))
-    beaten: dict[str, int] = {arm.key: 0 for arm in arms}
-    for a, b in combinations(arms, 2):
-        c = compare(a, b, alpha=level, binary=binary, tau_relative=tau_relative)
-        if c.significant and c.difference != 0:
-            beaten[b.key if c.difference > 0 else a.key] += 1
-    best = [key for key, wins in beaten.items() if wins == len(arms) - 1]
-    return best[0] if best else None
+    found = int(
+        leaders(
+            [a.n for a in arms],
+            [a.total for a in arms],
+            [a.total_sq for a in arms],
+            alpha=alpha,
+            min_sample=min_sample,
+            binary=binary,
+            tau_relative=tau_relative,
+        )
+    )
+    return arms[found].key if found >= 0 else None
 
 
 def probability_best(arms: list[Arm], *, binary: bool, seed: int = 12, draws: int = PROB_BEST_DRAWS) -> list[float]:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from services.nurture.experiments.stats import Arm, compare, crosses, probability_best, summarize, winner
+from services.nurture.experiments.stats import Arm, compare, crosses, leaders, probability_best, summarize, winner
 
 ALPHA = 0.05
 TOLERANCE = 0.015  # binomial noise of a share near 0.05 over 2,000 runs is about 0.005
@@ -66,6 +66,26 @@ def test_a_truly_better_variant_wins_most_seeded_runs_and_the_worse_one_almost_n
     outcome = peeking_runs(0.10, 0.13, runs=500, batches=60, per_batch=100, seed=6)
     assert (outcome > 0).mean() >= 0.8
     assert (outcome < 0).mean() <= ALPHA
+
+
+def three_arm_runs(rates: tuple[float, float, float], *, runs: int, seed: int) -> NDArray[np.int64]:
+    """Per run, the first winner of three variants checked after every batch (-1: none)."""
+    rng = np.random.default_rng(seed)
+    batches, per = 60, 60
+    x = rng.binomial(per, rates, (runs, batches, 3)).cumsum(axis=1)
+    n = np.broadcast_to(per * np.arange(1, batches + 1)[:, None], x.shape)
+    found = leaders(n, x, x, alpha=ALPHA, min_sample=100, binary=True)
+    stopped = found >= 0
+    return np.where(stopped.any(axis=1), found[np.arange(runs), stopped.argmax(axis=1)], -1)
+
+
+def test_three_equal_variants_peeked_after_every_batch_rarely_declare_a_winner() -> None:
+    assert (three_arm_runs((0.2, 0.2, 0.2), runs=1000, seed=8) >= 0).mean() <= ALPHA + TOLERANCE
+
+
+def test_of_three_variants_the_truly_better_one_wins_most_seeded_runs() -> None:
+    first = three_arm_runs((0.10, 0.14, 0.10), runs=400, seed=9)
+    assert (first == 1).mean() >= 0.8 and (first == 0).mean() + (first == 2).mean() <= ALPHA
 
 
 def test_the_winner_must_beat_every_other_variant_after_the_minimum_sample() -> None:
