@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -31,6 +31,9 @@ from shared.events import TrackedEvent
 from shared.settings import NurtureSettings, load_settings
 
 log = logging.getLogger(__name__)
+
+# A confirmation link works this long; then the unconfirmed submission (and its address) is deleted.
+PENDING_DAYS = 30
 
 
 class LeadNotReady(Exception):
@@ -53,10 +56,13 @@ async def accept(
     maker: async_sessionmaker[AsyncSession], state: IngestState, submission: NewSubmission, events: list[TrackedEvent]
 ) -> bool:
     """Store the submission and publish its events inside one transaction: committed only once the broker
-    acknowledged them (else IngestError 503 and nothing stored). False: the token's nonce was used before."""
+    acknowledged them (else IngestError 503 and nothing stored). False: the token's nonce was used before.
+    The form's submissions never confirmed within PENDING_DAYS go (an address nobody confirmed is not kept)."""
     async with maker() as session, session.begin():
         if not await repository.insert_submission(session, submission):
             return False
+        cutoff = submission.submitted_at - timedelta(days=PENDING_DAYS)
+        await repository.forget_unconfirmed(session, submission.form_id, cutoff)
         await publish(state, events, "forms")
     return True
 

@@ -195,6 +195,18 @@ async def mark_confirmed(
     )
 
 
+async def forget_unconfirmed(session: AsyncSession, form_id: uuid.UUID, before: datetime) -> int:
+    """Delete the form's submissions submitted before `before` and never confirmed."""
+    result = await session.execute(
+        text(
+            "DELETE FROM form_submissions WHERE form_id = :f AND status = 'pending' AND submitted_at < :before "
+            "RETURNING id"
+        ),
+        {"f": form_id, "before": before},
+    )
+    return len(result.all())
+
+
 async def list_submissions(session: AsyncSession, form_id: uuid.UUID, limit: int) -> list[dict[str, Any]]:
     rows = await session.execute(
         text(

@@ -112,7 +112,11 @@ def link_in(message: EmailMessage) -> str:
 
 @asynccontextmanager
 async def forms_stack(
-    settings_kwargs: dict[str, Any], sink: SmtpSink, monkeypatch: pytest.MonkeyPatch, **ingest: Any
+    settings_kwargs: dict[str, Any],
+    sink: SmtpSink,
+    monkeypatch: pytest.MonkeyPatch,
+    consumers: tuple[str, ...] = ("scoring", "nurture"),
+    **ingest: Any,
 ) -> AsyncIterator[Forms]:
     """Ingest, admin API, scoring and nurture on one port; the edge reads its mail settings from the
     environment as `funnelstream ingest` does, and links in emails point at this server."""
@@ -128,7 +132,7 @@ async def forms_stack(
     for name, value in values.items():
         monkeypatch.setenv(f"FUNNELSTREAM_{name}", value)
     ingest = {"form_min_seconds": 0, **ingest}
-    async with running_stack(settings_kwargs, consumers=("scoring", "nurture"), **ingest) as stack:
+    async with running_stack(settings_kwargs, consumers=consumers, **ingest) as stack:
         # Read by the edge at its first form request, after the port is known.
         monkeypatch.setenv("FUNNELSTREAM_PUBLIC_BASE_URL", stack.base_url)
         async with httpx.AsyncClient(timeout=30) as client:
