@@ -1,4 +1,5 @@
-"""An audience definition: who belongs, as validated JSON. Conditions reuse scoring's `Condition`.
+"""An audience definition: who belongs, as validated JSON. Property and trait tests are scoring's
+`Condition`; score, fit, engagement, grade and trait conditions are scoring's stage criteria.
 
 A lead is a member when every `include` condition holds and no `exclude` condition does; customers and
 unsubscribed people are excluded unless the definition says otherwise.
@@ -8,9 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from services.scoring.rules import Condition
+# Score, fit, engagement, grade and trait tests are scoring's stage criteria, in the same language.
+from services.scoring.rules import Condition, GradeCriterion, ScoreCriterion, TraitCriterion
 
 # Track events that mean a purchase (Segment e-commerce spec; Shopify orders map to them).
 ORDER_EVENTS = ("Order Completed", "Order Paid")
@@ -47,31 +49,6 @@ class CartAbandoned(_Strict):
     min_total: float | None = Field(default=None, ge=0)
 
 
-class ScoreRange(_Strict):
-    kind: Literal["score"]
-    field: Literal["score", "fit", "engagement"] = "score"
-    gte: float | None = None
-    lt: float | None = None
-
-    @model_validator(mode="after")
-    def _bound(self) -> ScoreRange:
-        if self.gte is None and self.lt is None:
-            raise ValueError("give gte, lt or both")
-        return self
-
-
-class GradeIn(_Strict):
-    kind: Literal["grade"]
-    grades: list[str] = Field(min_length=1)
-
-
-class TraitIs(_Strict):
-    """A test on the lead's traits or email: `traits.plan`, `email` (scoring's condition language)."""
-
-    kind: Literal["trait"]
-    condition: Condition
-
-
 class IsCustomer(_Strict):
     """The lead ordered (an order event or an ordered cart) or is at a `customer` stage."""
 
@@ -85,7 +62,14 @@ class IsUnsubscribed(_Strict):
 
 
 AudienceCondition = Annotated[
-    StageIn | EventInLast | CartAbandoned | ScoreRange | GradeIn | TraitIs | IsCustomer | IsUnsubscribed,
+    StageIn
+    | EventInLast
+    | CartAbandoned
+    | ScoreCriterion
+    | GradeCriterion
+    | TraitCriterion
+    | IsCustomer
+    | IsUnsubscribed,
     Field(discriminator="kind"),
 ]
 

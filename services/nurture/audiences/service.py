@@ -13,14 +13,12 @@ from services.nurture.audiences.definition import (
     AudienceDefinition,
     CartAbandoned,
     EventInLast,
-    GradeIn,
     IsCustomer,
     IsUnsubscribed,
-    ScoreRange,
     StageIn,
-    TraitIs,
 )
 from services.scoring.conditions import holds
+from services.scoring.rules import GradeCriterion, ScoreCriterion, TraitCriterion
 
 OPEN_CART = ("open", "checkout")
 
@@ -102,12 +100,12 @@ def condition_holds(condition: AudienceCondition, facts: LeadFacts, now: datetim
         return _event_holds(condition, facts, now)
     if isinstance(condition, CartAbandoned):
         return _cart_abandoned(condition, facts, now)
-    if isinstance(condition, ScoreRange):
-        value = {"score": facts.score, "fit": facts.fit, "engagement": facts.engagement}[condition.field]
+    if isinstance(condition, ScoreCriterion):
+        value = {"score": facts.score, "fit": facts.fit, "engagement": facts.engagement}[condition.kind]
         return (condition.gte is None or value >= condition.gte) and (condition.lt is None or value < condition.lt)
-    if isinstance(condition, GradeIn):
-        return facts.grade in condition.grades
-    if isinstance(condition, TraitIs):
+    if isinstance(condition, GradeCriterion):
+        return facts.grade in condition.in_
+    if isinstance(condition, TraitCriterion):
         return holds(condition.condition, {"traits": dict(facts.traits), "email": facts.email})
     if isinstance(condition, IsCustomer):
         return facts.customer

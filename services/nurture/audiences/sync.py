@@ -28,6 +28,7 @@ from shared.settings import NurtureSettings
 log = logging.getLogger(__name__)
 
 WEBHOOK_EVENT = "audience.members_changed"
+WEBHOOK_BATCH = 1000  # changes per webhook delivery
 BACKOFF_CAP_SECONDS = 3600.0
 
 
@@ -74,7 +75,9 @@ class Syncer:
             claimed = await repo.claim(session, now, lease)
             if claimed is None:
                 return False
-            items = await repo.queued(session, claimed.id, self.settings.audience_batch_size * 5)
+            # a webhook delivery stays small; a platform gets up to 5 requests of audience_batch_size records
+            limit = WEBHOOK_BATCH if claimed.kind == "webhook" else self.settings.audience_batch_size * 5
+            items = await repo.queued(session, claimed.id, limit)
             adds, removes, erased = collapse(items)
             current = await repo.current_hashes(session, adds)
             before = await repo.pushed(session, claimed.id, adds + removes)

@@ -110,13 +110,15 @@ def test_score_range_grade_stage_and_trait_conditions(score: float, grade: str) 
     rule = definition(
         include=[
             {"kind": "score", "gte": 20, "lt": 80},
-            {"kind": "grade", "grades": ["A1", "B2"]},
+            {"kind": "grade", "in": ["A1", "B2"]},
             {"kind": "stage", "model": "b2b", "stages": ["lead", "mql"]},
             {"kind": "trait", "condition": {"field": "traits.plan", "op": "in", "value": ["pro", "team"]}},
         ]
     )
     lead = facts(score=score, grade=grade, stages={"b2b": "mql"}, traits={"plan": "Pro"})
     assert is_member(rule, lead, NOW) == (20 <= score < 80 and grade in ("A1", "B2"))
+    fit = definition(include=[{"kind": "fit", "gte": 10}, {"kind": "engagement", "lt": 5}])
+    assert is_member(fit, facts(fit=score, engagement=score), NOW) == (10 <= score < 5)
     assert not is_member(rule, facts(score=50, grade="A1", stages={"b2b": "visitor"}, traits={"plan": "pro"}), NOW)
 
 

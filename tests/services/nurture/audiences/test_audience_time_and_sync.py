@@ -69,7 +69,9 @@ async def test_an_idle_cart_enters_the_audience_and_the_order_removes_it_from_me
         await eventually(lambda: _meta_has(w, set()), what="bob removed from Meta after ordering")
         assert await w.members(audience["id"]) == set()
         changes = await w.call("GET", f"/audiences/{audience['id']}/changes")
-        assert [(c["change"], c["reason"]) for c in changes] == [("left", "event"), ("entered", "refresh")]
+        # found by whichever looks first: the refresh loop or the nurture batch of a later message
+        assert [c["change"] for c in changes] == ["left", "entered"]
+        assert {c["reason"] for c in changes} <= {"event", "refresh"}
         assert w.fake.violations == []
 
 
@@ -79,12 +81,13 @@ async def test_an_event_ageing_out_of_its_window_takes_the_lead_out(settings_kwa
             "viewed-today", {"include": [{"kind": "event", "name": "Product Viewed", "days": 1}]}
         )
         await w.track("identify", {"userId": "ann", "traits": {"email": "ann@example.com"}})
-        almost_a_day = datetime.now(UTC) - timedelta(days=1) + timedelta(seconds=3)
+        almost_a_day = datetime.now(UTC) - timedelta(days=1) + timedelta(seconds=8)
         await w.track("track", {"userId": "ann", "event": "Product Viewed", "timestamp": almost_a_day.isoformat()})
         await eventually(lambda: w.has(audience["id"], {"ann"}), what="ann is a member")
         await eventually(lambda: w.has(audience["id"], set()), what="ann's view aged out")
         changes = await w.call("GET", f"/audiences/{audience['id']}/changes")
-        assert [(c["change"], c["reason"]) for c in changes] == [("left", "refresh"), ("entered", "event")]
+        assert [c["change"] for c in changes] == ["left", "entered"]
+        assert changes[0]["reason"] == "refresh"  # no message about ann arrives after her view
 
 
 async def test_joining_enrolls_in_sequences_triggered_by_the_audience(settings_kwargs: dict[str, Any]) -> None:
