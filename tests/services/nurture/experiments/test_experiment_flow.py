@@ -9,25 +9,30 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import httpx
 from sqlalchemy import text
 
 from services.nurture.delivery.mailer import make_mailer
+from services.nurture.experiments import repository
 from services.nurture.experiments.assignment import assign
 from services.nurture.experiments.runner import evaluate
 from services.nurture.sequences.messaging import SequenceMessenger
 from services.nurture.sequences.scheduler import Scheduler, scheduler_loop
 from shared.db import make_engine, make_sessionmaker
 from shared.settings import NurtureSettings
-from shared.tokens import make_open_token
+from shared.tokens import make_click_token, make_open_token
 from tests.helpers import Stack, basic, eventually, running_stack
 from tests.smtp import SmtpSink
 
 BROWSER = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
 CRAWLER = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+SCANNER = "Barracuda Sentinel (EE)"
 PIXEL = re.compile(r'src="(http://[^"]+/t/o/[^"]+\.gif)"')
+LINK = re.compile(r'href="(http://[^"]+/t/c/[^"]+)"')
+OFFER = "https://shop.example/offer"
 SUBJECTS = {"a": "Ten percent off", "b": "Free shipping"}
 
 
@@ -89,11 +94,20 @@ class Shop:
         r = await self.client.get(f"{self.stack.base_url}/t/o/{token}.gif", headers={"User-Agent": BROWSER})
         assert r.status_code == 200
 
+    async def click_as_person(self, user: str, message_id: str) -> None:
+        sent_at = datetime.now(UTC) - timedelta(hours=1)
+        token = make_click_token("test-secret", url=OFFER, message_id=message_id, sent_at=sent_at, user_id=user)
+        r = await self.client.get(f"{self.stack.base_url}/t/c/{token}", headers={"User-Agent": BROWSER})
+        assert r.status_code == 302 and r.headers["location"] == OFFER
+
     async def open_as_crawler(self, html: str) -> None:
-        """The email's own pixel, fetched by a crawler: recorded as a bot open, never counted."""
+        """The email's own pixel and link, fetched by a crawler and a mail scanner: recorded as bots, never counted."""
         [pixel] = PIXEL.findall(html)
         r = await self.client.get(pixel.replace("&amp;", "&"), headers={"User-Agent": CRAWLER})
         assert r.status_code == 200
+        [link] = LINK.findall(html)
+        r = await self.client.get(link.replace("&amp;", "&"), headers={"User-Agent": SCANNER})
+        assert r.status_code == 302 and r.headers["location"] == OFFER
 
 
 def html_of(sink: SmtpSink, address: str) -> tuple[str, str, str]:
@@ -111,7 +125,7 @@ async def test_an_ab_send_step_sends_variants_counts_human_opens_and_routes_the_
         shop = Shop(stack, client, smtp_sink, await stack.create_source(client))
         templates = {}
         for key, subject in SUBJECTS.items():
-            html = f"<p>{subject} this week.</p><a href='https://shop.example/offer'>Shop now</a>"
+            html = f"<p>{subject} this week.</p><a href='{OFFER}'>Shop now</a>"
             body = {"name": f"offer-{key}", "subject": subject, "html": html, "kind": "transactional"}
             templates[key] = (await shop.api("POST", "/templates", body, 201))["id"]
         variants = [{"key": k, "template_id": t} for k, t in templates.items()]
@@ -142,6 +156,8 @@ async def test_an_ab_send_step_sends_variants_counts_human_opens_and_routes_the_
                     people[expected].append((user, address))
                     if expected == "b":
                         await shop.open_as_person(user, message_id)
+                    elif len(people["a"]) == 1:
+                        await shop.click_as_person(user, message_id)  # the first lead of a clicks (without the pixel)
                     await shop.open_as_crawler(html)  # every email is also fetched by a crawler
 
             async def counted() -> dict[str, Any] | None:
@@ -150,7 +166,8 @@ async def test_an_ab_send_step_sends_variants_counts_human_opens_and_routes_the_
                 return results if by_key["b"]["total"] == len(people["b"]) else None
 
             exposed = len(people["a"]) + len(people["b"])
-            await eventually(lambda: _bot_opens(sessionmaker, exposed), what="crawler opens recorded as bot opens")
+            for name in ("Email Opened", "Email Link Clicked"):
+                await eventually(partial(_bot_events, sessionmaker, name, exposed), what=f"bot {name} recorded")
             results = await eventually(counted, timeout=30, what="human opens of variant b counted")
             a, b = results["variants"]
             assert (a["exposures"], a["total"], b["exposures"]) == (len(people["a"]), 0, len(people["b"]))
@@ -158,6 +175,10 @@ async def test_an_ab_send_step_sends_variants_counts_human_opens_and_routes_the_
             [vs] = results["comparisons"]
             assert vs["variant"] == "b" and vs["significant"] and vs["interval_low"] > 0
             assert results["leader"] == "b" and results["experiment"]["status"] == "running"
+            clicks = await eventually(
+                lambda: _clicks(sessionmaker, experiment["id"]), what="the person's click counted"
+            )
+            assert clicks == [1.0, 0.0]  # per variant; the scanner's clicks on every email left out
 
             assert await evaluate(sessionmaker) == [experiment["id"]]
             decided = await shop.api("GET", f"/experiments/{experiment['id']}")
@@ -176,9 +197,19 @@ async def test_an_ab_send_step_sends_variants_counts_human_opens_and_routes_the_
             assert results["variants"][0]["exposures"] == len(people["a"])  # a got no more traffic
 
 
-async def _bot_opens(sessionmaker: Any, at_least: int) -> bool | None:
+async def _clicks(sessionmaker: Any, experiment_id: str) -> list[float] | None:
+    """The same experiment's exposures measured by clicks instead of opens."""
+    async with sessionmaker() as session:
+        stored = await repository.get(session, uuid.UUID(experiment_id))
+        assert stored is not None
+        arms = await repository.outcomes(session, {**stored, "metric": "click"})
+    totals = [arm.total for arm in arms]
+    return totals if sum(totals) else None
+
+
+async def _bot_events(sessionmaker: Any, name: str, at_least: int) -> bool | None:
     async with sessionmaker() as session:
         n = await session.scalar(
-            text("SELECT count(*) FROM lead_events WHERE name = 'Email Opened' AND bot IS NOT NULL")
+            text("SELECT count(*) FROM lead_events WHERE name = :n AND bot IS NOT NULL"), {"n": name}
         )
     return True if n >= at_least else None
