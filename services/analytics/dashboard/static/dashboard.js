@@ -9,14 +9,14 @@
     var funnel = data("funnel-data");
     if (funnel && document.getElementById("funnel-chart")) {
       new frappe.Chart("#funnel-chart", {
-        type: "bar", height: 260, colors: ["#3b6fd8"],
+        type: "bar", height: 260, colors: ["#3b6fd8"], animate: 0,
         data: { labels: funnel.labels, datasets: [{ name: "entered", values: funnel.entered }] },
       });
     }
     var trend = data("trend-data");
     if (trend && trend.labels.length && document.getElementById("trend-chart")) {
       new frappe.Chart("#trend-chart", {
-        type: trend.labels.length > 1 ? "line" : "bar", height: 260,
+        type: trend.labels.length > 1 ? "line" : "bar", height: 260, animate: 0,
         data: { labels: trend.labels, datasets: trend.series },
       });
     }
