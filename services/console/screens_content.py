@@ -48,8 +48,8 @@ def annotate(fields: dict[str, Any], problems: list[dict[str, Any]]) -> dict[str
     return out
 
 
-def steps_flow(sequence: dict[str, Any]) -> list[dict[str, Any]]:
-    """The current version's steps in order, each with where it goes and its counts."""
+def steps_flow(sequence: dict[str, Any], names: dict[str, str]) -> list[dict[str, Any]]:
+    """The current version's steps in order, each with what it does (templates by name) and its counts."""
     versions = sequence.get("versions") or []
     current = [v for v in versions if v["version"] == sequence["current_version"]] or versions[:1]
     if not current:
@@ -57,10 +57,16 @@ def steps_flow(sequence: dict[str, Any]) -> list[dict[str, Any]]:
     steps = current[0]["definition"].get("steps", [])
     flow = []
     for step in steps:
-        what = {k: v for k, v in step.items() if k not in ("id", "type")}
+        what = {k: names.get(v, v) if k == "template_id" else v for k, v in step.items() if k not in ("id", "type")}
+        what = {k: v for k, v in what.items() if v not in (None, [], {})}
         counts = sequence["steps"].get(step["id"], {})
         flow.append({"id": step["id"], "type": step["type"], "what": what, "counts": counts})
     return flow
+
+
+async def flow_of(request: Request, me: Viewer, sequence: dict[str, Any]) -> list[dict[str, Any]]:
+    templates = await read(request, me, "/api/templates", params={"archived": "true"})
+    return steps_flow(sequence, {t["id"]: f"{t['name']} (v{t['current_version']})" for t in templates})
 
 
 def content_router() -> APIRouter:
@@ -213,7 +219,7 @@ def content_router() -> APIRouter:
     @router.get("/sequences/{sequence_id}")
     async def sequence(sequence_id: str, request: Request, me: Me, msg: str | None = None) -> HTMLResponse:
         found = await read(request, me, f"/api/sequences/{sequence_id}")
-        return page("sequence.html", me=me, sequence=found, flow=steps_flow(found), msg=msg)
+        return page("sequence.html", me=me, sequence=found, flow=await flow_of(request, me, found), msg=msg)
 
     @router.post("/sequences/{sequence_id}/{action}")
     async def sequence_action(sequence_id: str, action: str, request: Request, me: Me) -> Response:
@@ -223,7 +229,8 @@ def content_router() -> APIRouter:
         status, body = await call(request, me, "POST", f"/api/sequences/{sequence_id}/{action}")
         if status != 200:
             found = await read(request, me, f"/api/sequences/{sequence_id}")
-            return page("sequence.html", status, me=me, sequence=found, flow=steps_flow(found), error=error_of(body))
+            flow = await flow_of(request, me, found)
+            return page("sequence.html", status, me=me, sequence=found, flow=flow, error=error_of(body))
         return see_other(f"/console/sequences/{sequence_id}?msg=Sequence+is+now+{body['status']}")
 
     return router

@@ -19,8 +19,8 @@ from services.console.accounts import AccountError
 from services.console.service import is_change
 from shared.db import make_engine, make_sessionmaker
 from shared.settings import AdminSettings
-from tests.helpers import eventually
-from tests.services.console.stack import PASSWORD, SECRET, Console, console_stack
+from tests.helpers import basic, eventually
+from tests.services.console.stack import PASSWORD, SECRET, console_stack
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 ZERO = "00000000-0000-0000-0000-000000000001"
@@ -82,6 +82,8 @@ async def test_roles_sales_marketer_admin(settings_kwargs: dict[str, Any], tmp_p
         # sales decides on leads (this one does not exist: past the role check, a 404) and changes nothing else
         r = await client.post(f"{base}/api/leads/nobody/stage", json={"decision": "accept"}, headers=bearer(sales))
         assert r.status_code == 404, r.text
+        entries = (await client.get(f"{base}/api/audit?actor=sales@example.com", headers=stack.admin)).json()["entries"]
+        assert [(e["kind"], e["status"]) for e in entries] == [("sales_decision", 404)]
         assert (await client.post(f"{base}/api/sources", json={"name": "s"}, headers=bearer(sales))).status_code == 403
         # marketer configures, but not people
         assert (
@@ -218,9 +220,7 @@ async def test_expired_and_withdrawn_invites_cannot_be_used(settings_kwargs: dic
         engine = make_engine(settings_kwargs["database_url"])
         maker = make_sessionmaker(engine)
         try:
-            opened = await accounts.open_invite(
-                maker, SECRET, token, r.headers and __import__("datetime").datetime.now(__import__("datetime").UTC)
-            )
+            opened = await accounts.open_invite(maker, SECRET, token, datetime.now(UTC))
             later = opened.expires_at + timedelta(seconds=1)
             for attempt in (
                 accounts.open_invite(maker, SECRET, token, later),
@@ -275,3 +275,37 @@ async def test_audit_records_changes_with_before_and_after(settings_kwargs: dict
             await client.get(f"{base}/api/audit?actor=m@example.com&before_id={page['next']}", headers=stack.admin)
         ).json()
         assert [e["id"] for e in older["entries"]] == [create["id"]]
+
+
+async def test_sales_decision_is_audited_with_the_lead_before_and_after(
+    settings_kwargs: dict[str, Any], tmp_path: Path
+) -> None:
+    async with (
+        console_stack(settings_kwargs, tmp_path, pipeline=True) as stack,
+        httpx.AsyncClient(timeout=30) as client,
+    ):
+        base = stack.base_url
+        sales = await stack.user(client, "sales@example.com", "sales")
+        key = (await client.post(f"{base}/api/sources", json={"name": "web"}, headers=stack.admin)).json()["write_key"]
+        r = await client.post(f"{base}/v1/track", json={"userId": "ann", "event": "Demo"}, headers=basic(key))
+        assert r.status_code == 200
+
+        async def lead() -> dict[str, Any] | None:
+            r = await client.get(f"{base}/api/leads/ann", headers=bearer(sales))
+            return r.json() if r.status_code == 200 else None
+
+        before = await eventually(lead, what="the lead")
+        decision = {"decision": "set", "model": "b2b", "stage": "lead", "reason": "met at the fair"}
+        r = await client.post(f"{base}/api/leads/ann/stage", json=decision, headers=bearer(sales))
+        assert r.status_code in (200, 202), r.text
+        entries = (await client.get(f"{base}/api/audit?kind=sales_decision", headers=stack.admin)).json()["entries"]
+        assert len(entries) == 1
+        entry = entries[0]
+        assert (
+            entry["actor"] == "sales@example.com"
+            and entry["role"] == "sales"
+            and entry["path"] == "/api/leads/ann/stage"
+        )
+        assert entry["request"]["reason"] == "met at the fair" and entry["status"] == r.status_code
+        assert entry["before"]["stages"] == before["stages"] and entry["before"]["user_id"] == "ann"
+        assert entry["after"] == r.json()
