@@ -63,7 +63,8 @@ class ExperimentAssignment(Base):
     lead_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     variant: Mapped[str] = mapped_column(Text)
     enrollment_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
-    # The email of a send experiment ("<enrollment>:<step count>", email_sends.send_key); NULL for a path.
+    # "<enrollment>:<step count>" of the exposure: a send experiment's email (email_sends.send_key), or a
+    # path experiment's split step (its emails are the enrollment's keys with a higher count).
     send_key: Mapped[str | None] = mapped_column(Text)
     assigned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

@@ -126,9 +126,11 @@ def _outcome_sql(experiment: dict[str, Any]) -> str:
     if experiment["metric"] in ("open", "click"):
         name = OPENED if experiment["metric"] == "open" else CLICKED
         # A send experiment counts its own email; a path experiment every email of the enrollment after the split.
-        emails = (
+        # Keys are "<enrollment>:<step count>": a path counts the enrollment's emails after the split's count.
+        emails = "s.lead_id = x.lead_id AND " + (
             "s.send_key = x.send_key" if experiment["kind"] == "send"
-            else "s.send_key LIKE x.enrollment_id::text || ':%' AND s.created_at >= x.assigned_at"
+            else "s.send_key LIKE x.enrollment_id::text || ':%' "
+                 "AND CAST(split_part(s.send_key, ':', 2) AS int) > CAST(split_part(x.send_key, ':', 2) AS int)"
         )  # fmt: skip
         return (
             "CASE WHEN EXISTS (SELECT 1 FROM email_sends s JOIN lead_events ev ON ev.lead_id = x.lead_id "  # noqa: S608 - constants

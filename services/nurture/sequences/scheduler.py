@@ -189,7 +189,9 @@ class Scheduler:
                 choice = await choose(session, e.sequence_id, step, lead.lead_id)
                 if choice.experiment_id is not None:
                     work.exposures.append(
-                        experiments.Exposure(choice.experiment_id, lead.lead_id, choice.variant, e.id, None, now)
+                        experiments.Exposure(
+                            choice.experiment_id, lead.lead_id, choice.variant, e.id, f"{e.id}:{taken}", now
+                        )
                     )
                 work.log.append((e.id, index, "split", {"path": choice.variant}))
                 index, taken = definition.after(index, choice.next), taken + 1

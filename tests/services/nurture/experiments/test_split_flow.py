@@ -111,6 +111,15 @@ async def test_a_split_sends_each_lead_down_its_path_and_counts_conversions_per_
             assert [v["exposures"] for v in results["variants"]] == [len(mail), len(quiet)]
             revenue = await _outcomes(sessionmaker, {**experiment, "metric": "revenue"})
             assert [a.total for a in revenue] == [30 + (12.5 if len(mail) > 1 else 0), 10]
+            # Measured by opens instead: the emails the enrollment sent after the split count for its path.
+            [nudge] = smtp_sink.received(address[mail[0]])
+            await shop.open_as_person(mail[0], str(nudge.message["Message-ID"]))
+
+            async def opened() -> list[float] | None:
+                totals = [a.total for a in await _outcomes(sessionmaker, {**experiment, "metric": "open"})]
+                return totals if sum(totals) else None
+
+            assert await eventually(opened, what="the open counted for its path") == [1.0, 0.0]
 
             decided = await shop.api("POST", f"/experiments/{experiment['id']}/decide", {"winner": "mail"})
             assert decided["status"] == "decided" and decided["decision"]["rule"] == "manual"
