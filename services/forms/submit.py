@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from prometheus_client import Counter
 
 from services.forms import optin, pages
 from services.forms.repository import NewSubmission
@@ -37,6 +38,11 @@ from shared.events import derived_id
 from shared.settings import SettingsError
 
 log = logging.getLogger(__name__)
+SUBMISSIONS = Counter(
+    "funnelstream_form_submissions_total",
+    "Form submissions by outcome: accepted, invalid, honeypot, token, replay, rate-limited, bad-request, unavailable",
+    ["outcome"],
+)
 
 MAX_BODY = 64 * 1024
 
@@ -109,15 +115,19 @@ async def handle_submit(request: Request, form_id: uuid.UUID) -> Response:
         )
         mail = optin.nurture_settings(request.app.state)
     except RateLimited as exc:
+        SUBMISSIONS.labels("rate-limited").inc()
         headers = {"Retry-After": str(exc.retry_after)}
         return form_response(request, form, values, status=429, error=exc.error, headers=headers)
     except Refused as exc:
+        SUBMISSIONS.labels({"website": "honeypot", "fs_token": "token"}.get(exc.field or "", "bad-request")).inc()
         return form_response(request, form, values, status=exc.status, error=exc.error, field=exc.field)
     except SettingsError as exc:
+        SUBMISSIONS.labels("unavailable").inc()
         log.error("forms: email is not configured on this edge: %s", exc)
         return form_response(request, form, values, status=503, error="sign-ups are not possible right now")
     clean, errors = validate(form.definition, values)
     if errors:
+        SUBMISSIONS.labels("invalid").inc()
         first = next(iter(errors))
         error = "Please correct the fields marked below."
         return form_response(request, form, values, status=422, error=error, field=first, errors=errors)
@@ -141,10 +151,13 @@ async def handle_submit(request: Request, form_id: uuid.UUID) -> Response:
     )  # fmt: skip
     try:
         if not await optin.accept(request.app.state.sessionmaker, state, row, submission_events(submitted, now)):
+            SUBMISSIONS.labels("replay").inc()
             error = "this form was already submitted (its token was used): reload the page to submit again"
             return form_response(request, form, values, status=409, error=error, field="fs_token")
     except IngestError as exc:
+        SUBMISSIONS.labels("unavailable").inc()
         return form_response(request, form, values, status=exc.status, error=exc.error, headers=exc.headers)
+    SUBMISSIONS.labels("accepted").inc()
     first_name = str(submitted.traits.get("firstName", ""))
     await optin.send_confirmation(maker_of(request), mail, secret, form, row, first_name)
     d = form.definition

@@ -62,6 +62,7 @@ async def test_a_filled_honeypot_is_refused_and_nothing_is_stored_or_sent(
     async with forms_stack(settings_kwargs, smtp_sink, monkeypatch) as f:
         form = await f.create()
         to = smtp_sink.address("bot")
+        before = await honeypot_count(f)
         answer = await f.post(form["id"], values(await f.token(form["id"]), to, website="http://spam.example"))
         assert answer.status_code == 400
         assert "refused as automated" in answer.text
@@ -71,6 +72,13 @@ async def test_a_filled_honeypot_is_refused_and_nothing_is_stored_or_sent(
         assert as_json.status_code == 400 and as_json.json()["field"] == "website"
         assert await stored(f, form["id"]) == 0
         assert smtp_sink.received(to) == []
+        assert await honeypot_count(f) == before + 2  # counted in /metrics
+
+
+async def honeypot_count(f: Forms) -> float:
+    metrics = (await f.client.get(f"{f.base}/metrics")).text
+    line = 'funnelstream_form_submissions_total{outcome="honeypot"} '
+    return next((float(x.removeprefix(line)) for x in metrics.splitlines() if x.startswith(line)), 0.0)
 
 
 async def test_too_fast_expired_foreign_and_replayed_tokens_are_refused(
