@@ -25,18 +25,20 @@ async def live_audiences(session: AsyncSession) -> list[LiveAudience]:
 
 
 class AudienceCache:
-    """Active audiences, re-read at most every `refresh_seconds` (a new definition applies within it)."""
+    """Active audiences, re-read at most every `refresh_seconds` (a new definition applies within it),
+    per database: one process may serve several (the tests do)."""
 
     def __init__(self, refresh_seconds: float = 1.0) -> None:
         self.refresh_seconds = refresh_seconds
-        self._found: list[LiveAudience] = []
-        self._at = -1e9
+        self._found: dict[str, tuple[float, list[LiveAudience]]] = {}
 
     async def get(self, session: AsyncSession) -> list[LiveAudience]:
-        if time.monotonic() - self._at >= self.refresh_seconds:
-            self._found = await live_audiences(session)
-            self._at = time.monotonic()
-        return self._found
+        key = str(getattr(session.bind, "url", ""))
+        at, found = self._found.get(key, (-1e9, []))
+        if time.monotonic() - at >= self.refresh_seconds:
+            found = await live_audiences(session)
+            self._found[key] = (time.monotonic(), found)
+        return found
 
 
 async def has_carts(session: AsyncSession) -> bool:

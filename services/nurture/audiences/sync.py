@@ -81,11 +81,15 @@ class Syncer:
             adds, removes, erased = collapse(items)
             current = await repo.current_hashes(session, adds)
             before = await repo.pushed(session, claimed.id, adds + removes)
-        added = {lead: current[lead] for lead in adds if lead in current and current[lead]}
-        removed = [Member(lead, before[lead]) for lead in removes if lead in before]
-        # a member whose email or phone changed since it was pushed: the old hashes go too
-        removed += [Member(lead, before[lead]) for lead in added if lead in before and before[lead] != added[lead]]
-        removed += [Member(None, h) for h in erased]
+            added = {lead: current[lead] for lead in adds if lead in current and current[lead]}
+            removed = [Member(lead, before[lead]) for lead in removes if lead in before]
+            # a member whose email or phone changed since it was pushed: the old hashes go too
+            removed += [Member(lead, before[lead]) for lead in added if lead in before and before[lead] != added[lead]]
+            removed += [Member(None, h) for h in erased]
+            leaving = [m.lead_id for m in removed if m.lead_id is not None]
+            values = {v for m in removed for v in m.hashes.values()}
+            kept = await repo.held_by_others(session, claimed.id, leaving, values)
+            removed = [m for m in removed if not kept & set(m.hashes.values())]
         members = [Member(lead, h) for lead, h in added.items()]
         taken = [i.id for i in items]
         try:

@@ -91,6 +91,24 @@ async def pushed(
     return {r[0]: r[1] for r in rows}
 
 
+async def held_by_others(
+    session: AsyncSession, destination_id: uuid.UUID, leaving: list[uuid.UUID], values: set[str]
+) -> set[str]:
+    """Which of these hashes the destination also holds for a lead that is not leaving (two merged
+    leads with one address): removing them would take a member out too."""
+    if not values:
+        return set()
+    rows = await session.execute(
+        text(
+            "SELECT h.value FROM audience_pushed p, jsonb_each_text(p.hashes) AS h(key, value) "
+            "WHERE p.destination_id = :d AND NOT p.lead_id = ANY(CAST(:leaving AS uuid[])) "
+            "AND h.value = ANY(CAST(:values AS text[]))"
+        ),
+        {"d": destination_id, "leaving": leaving, "values": sorted(values)},
+    )
+    return {r[0] for r in rows}
+
+
 async def record_success(
     session: AsyncSession,
     destination_id: uuid.UUID,
