@@ -66,6 +66,8 @@ class FormSubmission(Base):
     anonymous_id: Mapped[str] = mapped_column(Text)
     values: Mapped[dict[str, Any]] = mapped_column(JSONB)
     consent_text: Mapped[str] = mapped_column(Text)
+    # The list the consent text was about when it was shown (the form may be edited before the click).
+    topic: Mapped[str | None] = mapped_column(String(80))
     ip: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(Text)
     submitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -148,7 +148,7 @@ async def confirm(
                 raise LeadNotReady(str(submission_id))
             lead_id = found
             event = confirmed_event(source, sub["id"], form.id, sub["anonymous_id"], sub["email"], now)
-            topic = form.definition.topic or GLOBAL
+            topic = sub["topic"] or GLOBAL
             change = StatusChange(
                 lead_id, topic, "subscribed", "double", f"form:{form.id}", sub["consent_text"], ip, now, "form-confirm"
             )

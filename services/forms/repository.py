@@ -16,7 +16,7 @@ from services.forms.schemas import FormDefinition
 FORM_COLUMNS = "id, name, source_id, definition, version, status, created_at, updated_at"
 FILE_META = "form_id, filename, content_type, length(data) AS size, sha256, uploaded_at"
 SUBMISSION_COLUMNS = (
-    "id, form_id, form_version, email, anonymous_id, values, consent_text, ip, submitted_at, status, "
+    "id, form_id, form_version, email, anonymous_id, values, consent_text, topic, ip, submitted_at, status, "
     "confirmed_at, confirm_ip, lead_id"
 )
 
@@ -139,6 +139,7 @@ class NewSubmission:
     anonymous_id: str
     values: dict[str, str]
     consent_text: str
+    topic: str | None
     ip: str | None
     user_agent: str | None
     submitted_at: datetime
@@ -149,8 +150,9 @@ async def insert_submission(session: AsyncSession, s: NewSubmission) -> bool:
     row = await session.execute(
         text(
             "INSERT INTO form_submissions (id, form_id, form_version, token_nonce, email, anonymous_id, values, "
-            "consent_text, ip, user_agent, submitted_at) VALUES (:id, :form, :version, :nonce, :email, :aid, "
-            "CAST(:values AS jsonb), :consent, :ip, :ua, :at) ON CONFLICT (token_nonce) DO NOTHING RETURNING id"
+            "consent_text, topic, ip, user_agent, submitted_at) VALUES (:id, :form, :version, :nonce, :email, :aid, "
+            "CAST(:values AS jsonb), :consent, :topic, :ip, :ua, :at) ON CONFLICT (token_nonce) DO NOTHING "
+            "RETURNING id"
         ),
         {
             "id": s.id,
@@ -161,6 +163,7 @@ async def insert_submission(session: AsyncSession, s: NewSubmission) -> bool:
             "aid": s.anonymous_id,
             "values": orjson.dumps(s.values).decode(),
             "consent": s.consent_text,
+            "topic": s.topic,
             "ip": s.ip,
             "ua": s.user_agent,
             "at": s.submitted_at,

@@ -152,6 +152,7 @@ class SubmissionOut(BaseModel):
     anonymous_id: str
     values: dict[str, str]
     consent_text: str
+    topic: str | None
     ip: str | None
     submitted_at: datetime
     status: str

@@ -147,7 +147,7 @@ async def handle_submit(request: Request, form_id: uuid.UUID) -> Response:
     )
     row = NewSubmission(
         submitted.submission_id, form.id, form.version, token.nonce, email, submitted.anonymous_id, clean,
-        form.definition.consent_text, submitted.ip, submitted.user_agent, now,
+        form.definition.consent_text, form.definition.topic, submitted.ip, submitted.user_agent, now,
     )  # fmt: skip
     try:
         if not await optin.accept(request.app.state.sessionmaker, state, row, submission_events(submitted, now)):

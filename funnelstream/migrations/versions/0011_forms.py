@@ -60,6 +60,7 @@ def upgrade() -> None:
         sa.Column("anonymous_id", sa.Text(), nullable=False),
         sa.Column("values", postgresql.JSONB(astext_type=Text()), nullable=False),
         sa.Column("consent_text", sa.Text(), nullable=False),
+        sa.Column("topic", sa.String(length=80), nullable=True),
         sa.Column("ip", sa.String(length=64), nullable=True),
         sa.Column("user_agent", sa.Text(), nullable=True),
         sa.Column("submitted_at", sa.DateTime(timezone=True), nullable=False),

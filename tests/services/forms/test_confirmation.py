@@ -13,7 +13,7 @@ from sqlalchemy import text
 from services.forms.optin import PENDING_DAYS
 from services.forms.service import make_confirm_token
 from shared.db import make_engine
-from tests.services.forms.helpers import SECRET, forms_stack, link_in
+from tests.services.forms.helpers import SECRET, definition, forms_stack, link_in
 from tests.smtp import SmtpSink
 
 
@@ -67,3 +67,21 @@ async def test_unconfirmed_submissions_are_forgotten_after_the_pending_days_and_
         assert await f.scalar("SELECT count(*) FROM form_submissions WHERE id = :i", i=confirmed_id) == 1
         gone = await f.client.get(stale)
         assert gone.status_code == 404 and "not valid" in gone.text
+
+
+async def test_confirming_joins_the_list_the_consent_text_was_shown_for_even_after_an_edit(
+    settings_kwargs: dict[str, Any], smtp_sink: SmtpSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with forms_stack(settings_kwargs, smtp_sink, monkeypatch) as f:
+        form = await f.create(topic="news", consent_text="Send me the weekly news.")
+        to = smtp_sink.address("edited")
+        answer = await f.post(form["id"], {"fs_token": await f.token(form["id"]), "email": to, "consent": "yes"})
+        assert answer.status_code == 200
+        edit = {"name": "Offers", "definition": definition(topic="offers", consent_text="Send me offers.")}
+        edited = await f.client.put(f"{f.base}/api/forms/{form['id']}", json=edit, headers=f.stack.admin)
+        assert edited.json()["version"] == 2
+        (confirmation,) = await smtp_sink.wait_for(to)
+        await f.lead(to)
+        assert (await f.client.post(link_in(confirmation.message))).status_code == 200
+        (subscription,) = (await f.consent(to))["subscriptions"]
+        assert (subscription["topic"], subscription["consent_text"]) == ("news", "Send me the weekly news.")
