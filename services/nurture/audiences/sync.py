@@ -101,8 +101,8 @@ class Syncer:
                     )
                 return True
             await self._client_for(claimed).push(members, removed)
-        except (SyncError, KeyError) as exc:
-            error = str(exc) if isinstance(exc, SyncError) else f"destination misconfigured: missing {exc}"
+        except Exception as exc:  # noqa: BLE001 - any failure of a push is the destination's error, retried
+            error = str(exc) if isinstance(exc, SyncError) else f"{type(exc).__name__}: {exc}"
             delay = outbox.retry_delay(
                 claimed.failures + 1,
                 self.settings.audience_backoff_seconds,

@@ -61,7 +61,10 @@ class GoogleCustomerMatch:
             raise SyncError(f"google: {type(exc).__name__}: {exc}") from exc
         if response.status_code >= 300:
             raise SyncError(f"google: HTTP {response.status_code} on {path.rsplit(':', 1)[-1]}: {response.text[:200]}")
-        found: dict[str, Any] = response.json() if response.content else {}
+        try:
+            found: dict[str, Any] = response.json() if response.content else {}
+        except ValueError as exc:
+            raise SyncError(f"google: answer is not JSON: {response.text[:200]}") from exc
         return found
 
     async def _job(self, operation: str, members: list[Member]) -> None:
