@@ -34,7 +34,19 @@ async def test_marketer_builds_a_sequence_and_sees_its_email_viewer_changes_noth
         base = stack.base_url
         await stack.user(client, "marketer@example.com", "marketer")
         await stack.user(client, "viewer@example.com", "viewer")
+        # with JavaScript, the template editor checks and previews while typing (htmx)
         context = await browser.new_context(viewport={"width": 1366, "height": 800})
+        page = await context.new_page()
+        await sign_in(page, base, "marketer@example.com")
+        await page.goto(f"{base}/console/templates/new")
+        await page.fill("#html", BROKEN)
+        await expect(page.locator("#preview .problems")).to_contain_text("html line 2")
+        await page.fill("#html", FIXED)
+        await expect(page.locator("#preview #rendered")).to_contain_text("Welcome")
+        await context.close()
+
+        # the rest without JavaScript: every form works as plain HTML
+        context = await browser.new_context(viewport={"width": 1366, "height": 800}, java_script_enabled=False)
         page = await context.new_page()
         await sign_in(page, base, "marketer@example.com")
 
