@@ -15,7 +15,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.admin.api import ERRORS, AdminDep, SessionDep
 from services.commerce import shop_repository as shops
 from services.commerce.links import read_recovery_token
-from services.commerce.schemas import CartOut, CodesIn, CodesOut, RecoveryOut, ReminderOut, ShopConfig, StatsOut
+from services.commerce.schemas import (
+    DEFAULT_SCHEDULE_SECONDS,
+    CartOut,
+    CodesIn,
+    CodesOut,
+    RecoveryOut,
+    ReminderOut,
+    ShopConfig,
+    StatsOut,
+)
 from services.commerce.service import recovery_target
 from services.ingest.api import StateDep
 from shared.tokens import InvalidToken
@@ -81,7 +90,7 @@ def commerce_router() -> APIRouter:
         """Carts abandoned, reminders sent per step, orders and revenue recovered per currency."""
         await _shop(session, source_id)
         config = await shops.get_config(session, source_id)
-        first = (config or ShopConfig(templates=(uuid.UUID(int=0),) * 3)).schedule_seconds[0]
+        first = (config.schedule_seconds if config else DEFAULT_SCHEDULE_SECONDS)[0]
         return await shops.stats(session, source_id, datetime.now(UTC), first)
 
     @router.get("/shops/{source_id}/recoveries", response_model=list[RecoveryOut])

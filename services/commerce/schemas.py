@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -16,6 +16,7 @@ from services.commerce.reminders import validate_schedule
 DEFAULT_SCHEDULE_SECONDS = (3600.0, 86_400.0, 259_200.0)
 MAX_STEPS = 10
 MAX_CODES = 10_000
+MAX_DELAY_SECONDS = 365 * 86_400
 
 
 class ShopConfig(BaseModel):
@@ -24,7 +25,7 @@ class ShopConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     enabled: bool = True
-    schedule_seconds: tuple[float, ...] = Field(
+    schedule_seconds: tuple[Annotated[float, Field(gt=0, le=MAX_DELAY_SECONDS)], ...] = Field(
         default=DEFAULT_SCHEDULE_SECONDS,
         min_length=1,
         max_length=MAX_STEPS,

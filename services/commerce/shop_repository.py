@@ -41,7 +41,7 @@ async def save_config(session: AsyncSession, source_id: uuid.UUID, config: ShopC
     rows = await session.execute(
         text(
             f"SELECT {CART_COLUMNS} FROM carts WHERE source_id = :s AND status IN ('open', 'checkout') "  # noqa: S608
-            "AND closed_by IS NULL FOR UPDATE"
+            "AND closed_by IS NULL ORDER BY cart_key FOR UPDATE"
         ),
         {"s": source_id},
     )

@@ -155,7 +155,7 @@ TEMPLATE = str(uuid.UUID(int=5))
 @pytest.mark.parametrize(
     ("config", "field"),
     [
-        ({"templates": [TEMPLATE], "schedule_seconds": [0]}, "schedule_seconds"),
+        ({"templates": [TEMPLATE], "schedule_seconds": [0]}, "schedule_seconds.0"),
         ({"templates": [TEMPLATE], "schedule_seconds": [5, 1]}, "schedule_seconds"),
         ({"templates": [TEMPLATE]}, "templates"),
         ({"templates": [TEMPLATE], "schedule_seconds": [1], "code_source": "pattern"}, "code_pattern"),
