@@ -67,10 +67,13 @@ def limits_of(request: Request, state: IngestState) -> Limits:
 def check_limits(request: Request, state: IngestState, form_id: uuid.UUID) -> None:
     limits, now = limits_of(request, state), time.monotonic()
     ip_key = derived_id("form-ip", client_ip(request) or "-")
-    for limiter, key, what in ((limits.per_ip, ip_key, "this address"), (limits.per_form, form_id, "this form")):
+    for limiter, key, what in (
+        (limits.per_ip, ip_key, "from this address"),
+        (limits.per_form, form_id, "to this form"),
+    ):
         wait = limiter.retry_after(key, 1, now)
         if wait > 0:
-            raise RateLimited(math.ceil(wait), f"too many submissions from {what}: try again in {math.ceil(wait)} s")
+            raise RateLimited(math.ceil(wait), f"too many submissions {what}: try again in {math.ceil(wait)} s")
 
 
 class RateLimited(Refused):
@@ -81,9 +84,13 @@ class RateLimited(Refused):
 
 async def read_fields(request: Request) -> dict[str, str]:
     """The submitted values: a JSON object, else an HTML form (application/x-www-form-urlencoded)."""
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise Refused(413, f"the submission exceeds {MAX_BODY // 1024} KB")
+    chunks, size = [], 0
+    async for chunk in request.stream():  # read no further than the limit
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise Refused(413, f"the submission exceeds {MAX_BODY // 1024} KB")
+        chunks.append(chunk)
+    body = b"".join(chunks)
     if is_json(request):
         try:
             data = json_object(body)

@@ -139,7 +139,10 @@ async def test_per_form_rate_limit(
         second = await f.post(form["id"], values(await f.token(form["id"]), smtp_sink.address("b")), headers=json)
         elsewhere = await f.post(other["id"], values(await f.token(other["id"]), smtp_sink.address("c")), headers=json)
         assert (first.status_code, second.status_code, elsewhere.status_code) == (200, 429, 200)
-        assert "this form" in second.json()["error"]
+        assert "too many submissions to this form" in second.json()["error"]
+        third = await f.create(name="Third")
+        huge = await f.post(third["id"], {"email": "x" * 70_000}, headers=json)
+        assert huge.status_code == 413 and "exceeds 64 KB" in huge.json()["error"]
 
 
 async def test_an_unknown_or_archived_form_is_404(
