@@ -85,10 +85,24 @@ async def get_state(request: Request) -> IngestState:
 StateDep = Annotated[IngestState, Depends(get_state)]
 
 
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, exactly as sent; 413 past `limit` bytes without reading it all."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise IngestError(413, f"body exceeds {limit // 1024} KB")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise IngestError(413, f"body exceeds {limit // 1024} KB")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def read_json(request: Request, limit: int) -> tuple[dict[str, Any], int]:
-    """The request body as a JSON object and its decompressed size; gunzipped if sent so, refused past
-    `limit` bytes decompressed (the inflater stops there: no gzip bomb)."""
-    raw = await request.body()
+    """The request body as a JSON object and its decompressed size; gunzipped if sent so. 413 past `limit`
+    bytes, sent or decompressed: the inflater stops there, so a gzip bomb costs at most `limit` bytes."""
+    raw = await read_body(request, limit)
     if request.headers.get("content-encoding", "").lower() == "gzip":
         inflater = zlib.decompressobj(wbits=31)
         try:
@@ -96,7 +110,7 @@ async def read_json(request: Request, limit: int) -> tuple[dict[str, Any], int]:
         except zlib.error:
             raise IngestError(400, "body is not valid gzip") from None
     if len(raw) > limit:
-        raise IngestError(400, f"body exceeds {limit // 1024} KB")
+        raise IngestError(413, f"body exceeds {limit // 1024} KB")
     return json_object(raw), len(raw)
 
 
@@ -245,6 +259,7 @@ def _schema(model: type[Any]) -> dict[str, Any]:
 RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "Invalid input; `field` names it"},
     401: {"model": ErrorBody, "description": "Missing, unknown or revoked write key"},
+    413: {"model": ErrorBody, "description": "Body over the limit, as sent or decompressed"},
     429: {"model": ErrorBody, "description": "Rate limit of the write key exceeded; see Retry-After"},
     503: {"model": ErrorBody, "description": "The broker did not acknowledge in time; retry"},
 }

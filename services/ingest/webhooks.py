@@ -37,6 +37,7 @@ from services.ingest.api import (
     json_object,
     parse_message,
     publish,
+    read_body,
 )
 from services.ingest.repository import webhook_secrets_for
 from services.ingest.schemas import BatchRequest, ErrorBody
@@ -91,20 +92,6 @@ def generic_events(
 
 
 # -- HTTP -----------------------------------------------------------------------------------------
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The raw body, exactly as signed; refused past `limit` bytes without reading it all."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise IngestError(413, f"body exceeds {limit // 1024} KB")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise IngestError(413, f"body exceeds {limit // 1024} KB")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 async def active_secrets(request: Request, source_id: uuid.UUID | None) -> list[str]:

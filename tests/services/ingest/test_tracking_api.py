@@ -106,13 +106,13 @@ async def test_size_limits_hold_after_decompression(settings_kwargs: dict[str, A
         key = await stack.create_source(client)
         big = {"userId": "big", "event": "E", "properties": {"blob": "x" * 40_000}}
         r = await client.post(f"{stack.base_url}/v1/track", json=big, headers=basic(key))
-        assert r.status_code == 400 and "exceeds 32 KB" in r.json()["error"]
+        assert r.status_code == 413 and "exceeds 32 KB" in r.json()["error"]
         bomb = gzip.compress(orjson.dumps({"batch": [], "pad": "0" * 5_000_000}))
         assert len(bomb) < 10_000
         r = await client.post(
             f"{stack.base_url}/v1/batch", content=bomb, headers={**basic(key), "Content-Encoding": "gzip"}
         )
-        assert r.status_code == 400 and "exceeds 500 KB" in r.json()["error"]
+        assert r.status_code == 413 and "exceeds 500 KB" in r.json()["error"]
         batch = {"batch": [{**big, "type": "track"}, {"type": "track", "userId": "small", "event": "E"}]}
         r = await client.post(f"{stack.base_url}/v1/batch", json=batch, headers=basic(key))
         assert r.status_code == 200 and r.json() == {"success": True, "rejected": [0]}
