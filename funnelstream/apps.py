@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from funnelstream import __version__
 from funnelstream.migrate import wait_for_schema
+from funnelstream.openapi import openapi_as_answered
 from services.admin.accounts_api import accounts_router
 from services.admin.api import admin_router
 from services.admin.scoring_api import scoring_router
@@ -109,6 +110,7 @@ def create_app(
         description="FunnelStream " + " and ".join(parts) + ".",
         lifespan=lifespan,
     )
+    app.openapi = openapi_as_answered(app)  # type: ignore[method-assign]
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(IngestError, ingest_error_handler)

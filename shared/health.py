@@ -55,7 +55,11 @@ def health_router(checks: Callable[[], dict[str, Check]]) -> APIRouter:
         body = {"status": "ok" if ok else "unavailable", "checks": results}
         return JSONResponse(body, status_code=200 if ok else 503)
 
-    @router.get("/metrics")
+    @router.get(
+        "/metrics",
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}, "description": "Prometheus text format"}},
+    )
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
