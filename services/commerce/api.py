@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -18,6 +18,7 @@ from services.commerce.links import read_recovery_token
 from services.commerce.schemas import (
     DEFAULT_SCHEDULE_SECONDS,
     CartOut,
+    CartSummary,
     CodesIn,
     CodesOut,
     RecoveryOut,
@@ -100,6 +101,17 @@ def commerce_router() -> APIRouter:
         """Orders attributed to a reminder, newest first."""
         await _shop(session, source_id)
         return await shops.recoveries(session, source_id, limit)
+
+    @router.get("/shops/{source_id}/carts", response_model=list[CartSummary])
+    async def carts(
+        source_id: uuid.UUID,
+        session: SessionDep,
+        status: Annotated[Literal["open", "checkout", "ordered", "emptied"] | None, Query()] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> list[CartSummary]:
+        """The shop's carts, most recently active first; `status` filters."""
+        await _shop(session, source_id)
+        return [CartSummary.model_validate(row) for row in await shops.carts(session, source_id, status, limit)]
 
     @router.get("/shops/{source_id}/carts/{cart_id}", response_model=CartOut)
     async def cart(source_id: uuid.UUID, cart_id: str, session: SessionDep) -> CartOut:

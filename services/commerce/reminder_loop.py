@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.commerce import reminder_repository as rr
@@ -43,6 +44,7 @@ from services.nurture.templates.service import TemplateRenderError, context_for,
 from shared.settings import NurtureSettings
 
 log = logging.getLogger(__name__)
+REMINDERS = Counter("funnelstream_cart_reminders_total", "Cart reminder steps by outcome", ["outcome"])
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,8 @@ class ReminderSender:
                 if sent:
                     work.marketing[job.cart.lead_id] = now
             await rr.record_reminders(session, work.rows)
+            for row in work.rows:
+                REMINDERS.labels(row.outcome).inc()
             await rr.update_carts(session, work.updates)
             await sequences.marketing_sent(session, work.marketing)
             return len(due)

@@ -118,6 +118,21 @@ class ReminderOut(BaseModel):
     at: datetime
 
 
+class CartSummary(BaseModel):
+    cart_key: str
+    lead_id: uuid.UUID
+    status: str
+    currency: str | None
+    total: Decimal | None
+    item_count: int
+    started_at: datetime | None
+    last_activity_at: datetime
+    ordered_at: datetime | None
+    closed_by: str | None
+    next_reminder_at: datetime | None
+    steps_sent: list[int]
+
+
 class CartOut(BaseModel):
     cart_key: str
     lead_id: uuid.UUID

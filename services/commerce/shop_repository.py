@@ -110,6 +110,19 @@ async def cart(session: AsyncSession, key: str) -> tuple[StoredCart, dict[str, A
     return stored_cart(row), dict(row._mapping), [dict(r._mapping) for r in reminders]
 
 
+async def carts(session: AsyncSession, source_id: uuid.UUID, status: str | None, limit: int) -> list[dict[str, Any]]:
+    """The shop's carts, most recently active first (the contract columns and the reminder plan)."""
+    rows = await session.execute(
+        text(
+            "SELECT cart_key, lead_id, status, currency, total, item_count, started_at, last_activity_at, ordered_at, "
+            "closed_by, next_reminder_at, steps_sent FROM carts WHERE source_id = :s "
+            "AND (CAST(:status AS text) IS NULL OR status = :status) ORDER BY last_activity_at DESC LIMIT :n"
+        ),
+        {"s": source_id, "status": status, "n": limit},
+    )
+    return [dict(r._mapping) for r in rows]
+
+
 async def stats(session: AsyncSession, source_id: uuid.UUID, now: datetime, first_delay_seconds: float) -> StatsOut:
     """Carts; carts abandoned (a reminder step fell due, or it is open past the first delay); reminders
     sent per step; orders and revenue recovered per currency."""

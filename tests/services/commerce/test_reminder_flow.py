@@ -90,6 +90,10 @@ async def test_order_on_another_cart_after_this_one_started_stops_its_reminders(
         await shop.track("cat", "Order Completed", order, at=started + timedelta(seconds=1))
         cart = await shop.cart_where("web-cart", "closed by the order", lambda c: c["status"] == "ordered")
         assert cart["closed_by"] == f"{shop.source_id}:chk-9"
+        r = await shop.client.get(shop.api("/carts"), params={"status": "ordered"}, headers=shop.admin)
+        assert {c["cart_key"] for c in r.json()} == {f"{shop.source_id}:web-cart", f"{shop.source_id}:chk-9"}
+        r = await shop.client.get(shop.api("/carts"), params={"status": "open"}, headers=shop.admin)
+        assert r.json() == []
         await shop.later(3600)
         assert smtp_sink.received(to) == []
 
