@@ -3,6 +3,7 @@ kept, escaped) or as JSON when asked; a refused submission stores nothing and ma
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -113,6 +114,14 @@ async def test_too_fast_expired_foreign_and_replayed_tokens_are_refused(
         assert replay.status_code == 409 and "already submitted" in replay.json()["error"]
         assert await stored(f, form["id"]) == 1
         assert len(await smtp_sink.wait_for(to)) == 1
+
+        # The same token sent twice at once (a double click, two workers): one wins, the database refuses the other.
+        twice = token_from(60, form["id"], "n-twice")
+        both = await asyncio.gather(
+            *(f.post(form["id"], values(twice, smtp_sink.address(f"twice{i}")), headers=json) for i in range(2))
+        )
+        assert sorted(a.status_code for a in both) == [200, 409]
+        assert await stored(f, form["id"]) == 2
 
 
 async def test_rate_limits_per_address_and_per_form_answer_429_with_retry_after(
