@@ -15,6 +15,7 @@ from services.console.auth import SESSION_COOKIE
 from services.console.service import form_token
 from services.console.web import (
     PRE_COOKIE,
+    ConsoleRoute,
     Viewer,
     call,
     check_csrf,
@@ -67,7 +68,7 @@ async def audit(request: Request, kind: str, label: str, user_id: object, role: 
 
 
 def auth_router(settings: AdminSettings) -> APIRouter:
-    router = APIRouter(prefix="/console", include_in_schema=False)
+    router = APIRouter(prefix="/console", include_in_schema=False, route_class=ConsoleRoute)
     secret_key = settings.secret_key.get_secret_value()
     hours = settings.console_session_hours
 

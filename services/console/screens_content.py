@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
-from services.console.web import Viewer, call, check_csrf, error_of, form, page, read, see_other, viewer
+from services.console.web import ConsoleRoute, Viewer, call, check_csrf, error_of, form, page, read, see_other, viewer
 
 Me = Annotated[Viewer, Depends(viewer)]
 PARTS = ("subject", "html", "text")
@@ -70,7 +70,7 @@ async def flow_of(request: Request, me: Viewer, sequence: dict[str, Any]) -> lis
 
 
 def content_router() -> APIRouter:
-    router = APIRouter(prefix="/console", include_in_schema=False)
+    router = APIRouter(prefix="/console", include_in_schema=False, route_class=ConsoleRoute)
 
     # -- templates ---------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
-from services.console.web import Viewer, call, check_csrf, error_of, form, page, read, see_other, viewer
+from services.console.web import ConsoleRoute, Viewer, call, check_csrf, error_of, form, page, read, see_other, viewer
 
 Me = Annotated[Viewer, Depends(viewer)]
 
@@ -31,7 +31,7 @@ def timeline(lead: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def ops_router() -> APIRouter:
-    router = APIRouter(prefix="/console", include_in_schema=False)
+    router = APIRouter(prefix="/console", include_in_schema=False, route_class=ConsoleRoute)
 
     # -- sources -----------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,8 @@ from urllib.parse import parse_qsl, quote
 
 import httpx
 from fastapi import HTTPException, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from services.console.auth import CSRF_HEADER, SESSION_COOKIE, find_actor
@@ -55,6 +57,24 @@ async def viewer(request: Request) -> Viewer:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise HTTPException(303, "sign in first", headers={"Location": f"/console/login?next={quote(target)}"})
     return Viewer(actor, token)
+
+
+class ConsoleRoute(APIRoute):
+    """Console routes answer errors as an HTML page (and redirects as redirects), not as JSON."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except HTTPException as exc:
+                if 300 <= exc.status_code < 400 and exc.headers and "Location" in exc.headers:
+                    return see_other(exc.headers["Location"])
+                title = "Not allowed" if exc.status_code in (401, 403) else "Something went wrong"
+                return page("message.html", exc.status_code, title=title, error=str(exc.detail))
+
+        return handle
 
 
 def page(name: str, status: int = 200, **context: Any) -> HTMLResponse:

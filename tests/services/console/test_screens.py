@@ -1,0 +1,124 @@
+"""Console screens over real HTTP without a browser: scoring rules (dry run before activation), users and
+invites, API tokens, error pages, and the server-side end of a session."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from services.console import accounts
+from shared.db import make_engine, make_sessionmaker
+from tests.services.console.stack import PASSWORD, console_stack
+from tests.services.console.test_accounts import CSRF, sign_in
+
+
+def csrf_of(html: str) -> str:
+    found = CSRF.search(html)
+    assert found, html
+    return found.group(1)
+
+
+async def test_scoring_draft_dry_run_then_activate(settings_kwargs: dict[str, Any], tmp_path: Path) -> None:
+    async with console_stack(settings_kwargs, tmp_path) as stack, httpx.AsyncClient(timeout=60) as client:
+        base = stack.base_url
+        await stack.user(client, "m@example.com", "marketer")
+        await sign_in(client, base, "m@example.com")
+        screen = await client.get(f"{base}/console/scoring")
+        assert screen.status_code == 200 and "(active)" in screen.text
+        csrf = csrf_of(screen.text)
+        active = (await client.get(f"{base}/api/scoring/rule-sets/active", headers=stack.admin)).json()
+        rules = active["rules"] | {"behaviour": [{"id": "any-event", "type": None, "points": 5}]}
+        bad = await client.post(f"{base}/console/scoring/rule-sets", data={"csrf": csrf, "rules": "{not json"})
+        assert bad.status_code == 400 and "not JSON" in bad.text
+        r = await client.post(
+            f"{base}/console/scoring/rule-sets", data={"csrf": csrf, "rules": json.dumps(rules), "note": "5 points"}
+        )
+        assert r.status_code == 303
+        draft = r.headers["location"]
+        version = int(re.search(r"version=(\d+)", draft).group(1))  # type: ignore[union-attr]
+        page = await client.get(base + draft)
+        assert "(draft)" in page.text and f"/console/scoring/rule-sets/{version}/activate" in page.text
+        r = await client.post(
+            f"{base}/console/scoring/dry-run", data={"csrf": csrf, "version": str(version), "target": "b2b/lead"}
+        )
+        assert r.status_code == 200 and 'id="dry-run"' in r.text and f"Dry run of version {version}" in r.text
+        r = await client.post(f"{base}/console/scoring/rule-sets/{version}/activate", data={"csrf": csrf})
+        assert r.status_code == 303, r.text
+        now_active = (await client.get(f"{base}/api/scoring/rule-sets/active", headers=stack.admin)).json()
+        assert now_active["version"] == version and float(now_active["rules"]["behaviour"][0]["points"]) == 5
+        audit = (await client.get(f"{base}/api/audit?path=/api/scoring", headers=stack.admin)).json()["entries"]
+        assert [(e["method"], e["path"], e["actor"]) for e in audit] == [
+            ("POST", f"/api/scoring/rule-sets/{version}/activate", "m@example.com"),
+            ("POST", "/api/scoring/rule-sets", "m@example.com"),
+        ]
+
+
+async def test_admin_invites_and_manages_users_on_screen(settings_kwargs: dict[str, Any], tmp_path: Path) -> None:
+    async with console_stack(settings_kwargs, tmp_path) as stack, httpx.AsyncClient(timeout=60) as client:
+        base = stack.base_url
+        await stack.user(client, "boss@example.com", "admin")
+        await stack.user(client, "m@example.com", "marketer")
+        await sign_in(client, base, "boss@example.com")
+        csrf = csrf_of((await client.get(f"{base}/console/users")).text)
+        r = await client.post(
+            f"{base}/console/users/invite", data={"csrf": csrf, "email": "v@example.com", "role": "viewer"}
+        )
+        assert r.status_code == 200 and "Invitation to v@example.com as viewer: email sent" in r.text
+        assert len(list(tmp_path.glob("*.eml"))) == 1
+        users = {u["email"]: u["id"] for u in (await client.get(f"{base}/api/users", headers=stack.admin)).json()}
+        r = await client.post(f"{base}/console/users/{users['m@example.com']}", data={"csrf": csrf, "role": "sales"})
+        assert r.status_code == 303
+        r = await client.post(f"{base}/console/users/{users['m@example.com']}", data={"csrf": csrf, "disabled": "true"})
+        assert r.status_code == 303
+        listed = (await client.get(f"{base}/console/users")).text
+        assert "disabled" in listed
+        async with httpx.AsyncClient() as other:
+            denied = await sign_in(other, base, "m@example.com")
+            assert denied.status_code == 401
+        # a marketer cannot open the users screen: an HTML page saying why
+        await client.post(f"{base}/console/users/{users['m@example.com']}", data={"csrf": csrf, "disabled": "false"})
+        async with httpx.AsyncClient() as other:
+            await sign_in(other, base, "m@example.com")
+            r = await other.get(f"{base}/console/users")
+            assert r.status_code == 403 and r.headers["content-type"].startswith("text/html")
+            assert "only an admin manages users" in r.text
+
+
+async def test_api_token_screen_shows_the_token_once(settings_kwargs: dict[str, Any], tmp_path: Path) -> None:
+    async with console_stack(settings_kwargs, tmp_path) as stack, httpx.AsyncClient(timeout=60) as client:
+        base = stack.base_url
+        await stack.user(client, "m@example.com", "marketer")
+        await sign_in(client, base, "m@example.com")
+        csrf = csrf_of((await client.get(f"{base}/console/tokens")).text)
+        r = await client.post(f"{base}/console/tokens", data={"csrf": csrf, "name": "export script"})
+        token = re.search(r'id="new-token">(fst_[^<]+)<', r.text)
+        assert token
+        me = (await client.get(f"{base}/api/me", headers={"Authorization": f"Bearer {token.group(1)}"})).json()
+        assert me["actor"] == "m@example.com" and me["via"] == "api_token"
+        again = (await client.get(f"{base}/console/tokens")).text
+        assert "export script" in again and token.group(1) not in again
+
+
+async def test_a_session_ends_on_the_server_when_it_expires(settings_kwargs: dict[str, Any], tmp_path: Path) -> None:
+    async with console_stack(settings_kwargs, tmp_path) as stack, httpx.AsyncClient(timeout=60) as client:
+        await stack.user(client, "m@example.com", "marketer")
+        engine = make_engine(settings_kwargs["database_url"])
+        try:
+            maker = make_sessionmaker(engine)
+            past = datetime.now(UTC) - timedelta(hours=2)
+            old = await accounts.sign_in(maker, "m@example.com", PASSWORD, 1, past)
+            fresh = await accounts.sign_in(maker, "m@example.com", PASSWORD, 1, datetime.now(UTC))
+        finally:
+            await engine.dispose()
+        assert old is not None and fresh is not None
+        for session, status in ((old, 401), (fresh, 200)):
+            async with httpx.AsyncClient(cookies={"fs_session": session.token}) as browser:
+                assert (await browser.get(f"{stack.base_url}/api/me")).status_code == status
+        async with httpx.AsyncClient(cookies={"fs_session": old.token}) as browser:
+            r = await browser.get(f"{stack.base_url}/console/leads")
+        assert r.status_code == 303 and r.headers["location"] == "/console/login?next=/console/leads"
