@@ -104,8 +104,8 @@ async def upsert_carts(session: AsyncSession, writes: Sequence[CartWrite]) -> No
                 "lead_id": str(w.lead_id),
                 "status": "ordered" if w.closed_by else s.status,
                 "currency": s.currency,
-                "total": str(s.total),
-                "item_count": s.item_count,
+                "total": _json_amount(_storable(s.total)),
+                "item_count": min(s.item_count, MAX_INT),
                 "started_at": s.started_at.isoformat() if s.started_at else None,
                 "last_activity_at": (s.last_activity_at or s.ordered_at or s.events[0].at).isoformat(),
                 "ordered_at": _iso(w, s),
@@ -116,6 +116,20 @@ async def upsert_carts(session: AsyncSession, writes: Sequence[CartWrite]) -> No
             }
         )
     await session.execute(_UPSERT, {"rows": orjson.dumps(rows).decode()})
+
+
+MAX_INT = 2**31 - 1
+MAX_AMOUNT = Decimal(10) ** 12  # numeric(14, 2)
+
+
+def _storable(amount: Decimal | None) -> Decimal | None:
+    """An amount the column holds; an absurd one (a forged browser event) is stored as unknown, not refused,
+    so it cannot stop the batch it came in."""
+    return None if amount is None or amount >= MAX_AMOUNT else amount
+
+
+def _json_amount(amount: Decimal | None) -> str | None:
+    return None if amount is None else str(amount)
 
 
 def _iso(w: CartWrite, s: CartState) -> str | None:
@@ -197,7 +211,7 @@ async def add_recoveries(session: AsyncSession, recoveries: Sequence[Recovery]) 
             "o": [r.order_id for r in recoveries],
             "r": [r.reminder.cart_key for r in recoveries],
             "st": [r.reminder.step for r in recoveries],
-            "a": [r.amount for r in recoveries],
+            "a": [_storable(r.amount) for r in recoveries],
             "c": [r.currency for r in recoveries],
             "ra": [r.reminder.at for r in recoveries],
             "oa": [r.ordered_at for r in recoveries],

@@ -9,9 +9,12 @@ from typing import Any
 
 from sqlalchemy import text
 
+from funnelstream.runtime import background_tasks
 from services.commerce.reminder_loop import make_reminder_sender
 from services.nurture.consent import repository as consent
 from shared.db import make_engine, make_sessionmaker
+from shared.kafka import make_producer
+from shared.settings import NurtureSettings
 from tests.services.commerce.shop import Shop, running_shop
 from tests.smtp import SmtpSink
 
@@ -114,3 +117,29 @@ async def just_got_marketing(shop: Shop, user: str) -> None:
     """Another sequence's marketing email just went to the lead (what the cap counts)."""
     lead = await shop.lead_id(user)
     await execute(shop, "INSERT INTO nurture_lead_state VALUES (:l, now())", l=lead)
+
+
+async def test_an_absurd_price_is_stored_as_unknown_and_the_batch_goes_on(
+    settings_kwargs: dict[str, Any], smtp_sink: SmtpSink
+) -> None:
+    async with running_shop(settings_kwargs, smtp_sink) as shop:
+        forged = MUG | {"cart_id": "huge", "price": "1e20", "quantity": 10**12}
+        await shop.track("fay", "Product Added", forged)
+        await shop.track("fay", "Product Added", MUG | {"cart_id": "fine"})
+        cart = await shop.cart_where("huge", "stored", lambda c: c["status"] == "open")
+        assert cart["total"] is None and cart["item_count"] == 2**31 - 1
+        fine = await shop.cart_where("fine", "stored", lambda c: c["status"] == "open")
+        assert fine["total"] == "10.00"
+
+
+async def test_the_nurture_process_runs_the_reminder_loop(settings_kwargs: dict[str, Any]) -> None:
+    settings = NurtureSettings(**settings_kwargs, secret_key="test-secret")
+    engine = make_engine(settings.database_url, pool_size=2)
+    tasks = background_tasks("nurture", settings, make_sessionmaker(engine), make_producer(settings))
+    try:
+        assert "cart-reminders" in {task.get_name() for task in tasks}
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await engine.dispose()
