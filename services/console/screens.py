@@ -9,6 +9,7 @@ from fastapi.responses import FileResponse
 
 from services.console.screens_auth import auth_router
 from services.console.screens_content import content_router
+from services.console.screens_forms import forms_router
 from services.console.screens_ops import ops_router
 from services.console.screens_scoring import scoring_router
 from shared.settings import AdminSettings
@@ -30,4 +31,5 @@ def console_router(settings: AdminSettings) -> APIRouter:
     router.include_router(content_router())
     router.include_router(ops_router())
     router.include_router(scoring_router())
+    router.include_router(forms_router())
     return router

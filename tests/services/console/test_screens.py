@@ -122,3 +122,35 @@ async def test_a_session_ends_on_the_server_when_it_expires(settings_kwargs: dic
         async with httpx.AsyncClient(cookies={"fs_session": old.token}) as browser:
             r = await browser.get(f"{stack.base_url}/console/leads")
         assert r.status_code == 303 and r.headers["location"] == "/console/login?next=/console/leads"
+
+
+async def test_forms_screen_creates_a_form_and_shows_its_embed_code(
+    settings_kwargs: dict[str, Any], tmp_path: Path
+) -> None:
+    async with console_stack(settings_kwargs, tmp_path) as stack, httpx.AsyncClient(timeout=60) as client:
+        base = stack.base_url
+        await stack.user(client, "m@example.com", "marketer")
+        await sign_in(client, base, "m@example.com")
+        screen = await client.get(f"{base}/console/forms")
+        csrf = csrf_of(screen.text)
+        definition = re.search(
+            r'<textarea id="definition" name="definition" rows="16">(.*?)</textarea>', screen.text, re.S
+        )
+        assert definition
+        example = json.loads(definition.group(1).replace("&#34;", '"').replace("&quot;", '"'))
+        r = await client.post(
+            f"{base}/console/forms", data={"csrf": csrf, "name": "guide", "definition": json.dumps(example)}
+        )
+        assert r.status_code == 303, r.text
+        page = await client.get(base + r.headers["location"])
+        form_id = r.headers["location"].split("/")[-1].split("?")[0]
+        assert page.status_code == 200 and f"/forms/{form_id}.js" in page.text and 'id="embed-iframe"' in page.text
+        shown = await client.get(f"{base}/forms/{form_id}")
+        assert shown.status_code == 200 and "Work email" in shown.text
+        r = await client.post(f"{base}/console/forms/{form_id}/archive", data={"csrf": csrf})
+        assert r.status_code == 303
+        assert (await client.get(f"{base}/forms/{form_id}")).status_code == 404
+        bad = await client.post(
+            f"{base}/console/forms", data={"csrf": csrf, "name": "x", "definition": '{"fields": []}'}
+        )
+        assert bad.status_code == 400 and "definition" in bad.text
