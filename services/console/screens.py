@@ -7,6 +7,7 @@ from pathlib import Path
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import FileResponse
 
+from services.console.screens_audiences import audiences_router
 from services.console.screens_auth import auth_router
 from services.console.screens_content import content_router
 from services.console.screens_forms import forms_router
@@ -32,4 +33,5 @@ def console_router(settings: AdminSettings) -> APIRouter:
     router.include_router(ops_router())
     router.include_router(scoring_router())
     router.include_router(forms_router())
+    router.include_router(audiences_router())
     return router

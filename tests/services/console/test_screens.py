@@ -154,3 +154,31 @@ async def test_forms_screen_creates_a_form_and_shows_its_embed_code(
             f"{base}/console/forms", data={"csrf": csrf, "name": "x", "definition": '{"fields": []}'}
         )
         assert bad.status_code == 400 and "definition" in bad.text
+
+
+async def test_audience_screen_shows_destinations_and_keeps_credentials_out_of_the_audit(
+    settings_kwargs: dict[str, Any], tmp_path: Path
+) -> None:
+    async with console_stack(settings_kwargs, tmp_path) as stack, httpx.AsyncClient(timeout=60) as client:
+        base = stack.base_url
+        await stack.user(client, "m@example.com", "marketer")
+        await sign_in(client, base, "m@example.com")
+        csrf = csrf_of((await client.get(f"{base}/console/audiences")).text)
+        definition = {"include": [{"kind": "event", "name": "Product Viewed", "days": 7}]}
+        r = await client.post(
+            f"{base}/console/audiences", data={"csrf": csrf, "name": "viewers", "definition": json.dumps(definition)}
+        )
+        assert r.status_code == 303, r.text
+        audience = r.headers["location"].split("?")[0]
+        fields = {
+            "csrf": csrf, "kind": "meta", "name": "Meta retargeting",
+            "config": json.dumps({"audience_id": "2385"}),
+            "credentials": json.dumps({"access_token": "EAAB-secret-1234"}),
+        }  # fmt: skip
+        r = await client.post(f"{base}{audience}/destinations", data=fields)
+        assert r.status_code == 303, r.text
+        page = (await client.get(base + audience)).text
+        assert "Meta retargeting" in page and "EAAB-secret" not in page
+        entries = (await client.get(f"{base}/api/audit?path=/api/audiences", headers=stack.admin)).json()["entries"]
+        assert len(entries) == 2 and "EAAB-secret" not in json.dumps(entries)
+        assert entries[0]["request"]["credentials"]["access_token"] == "[redacted]"
