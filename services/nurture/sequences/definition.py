@@ -79,7 +79,7 @@ class WaitForEvent(_Strict):
 
 
 class BranchTest(_Strict):
-    """One test on the lead: a trait condition, a score range, a stage, or a past event."""
+    """One test on the lead: a trait condition, a score range, a stage, a past event, or a prediction range."""
 
     trait: Condition | None = None
     score_gte: float | None = None
@@ -87,6 +87,8 @@ class BranchTest(_Strict):
     stage: str | None = None
     model: str = "b2b"
     has_event: str | None = Field(default=None, description="The lead sent this track event before")
+    prediction_gte: float | None = Field(default=None, ge=0, le=1, description="`model`'s predicted probability")
+    prediction_lt: float | None = Field(default=None, ge=0, le=1, description="A lead without a prediction fails")
 
 
 class Branch(_Strict):

@@ -272,12 +272,13 @@ async def lead_views(session: AsyncSession, lead_ids: Iterable[uuid.UUID]) -> di
     rows = await session.execute(
         text(
             "SELECT l.lead_id, l.user_id, l.anonymous_id, l.email, l.traits, l.score, l.grade, l.stage, l.stages, "
-            "r.code FROM leads l LEFT JOIN referral_codes r ON r.lead_id = l.lead_id "
+            "r.code, COALESCE(l.score_state->'predictions', '{}'::jsonb) "
+            "FROM leads l LEFT JOIN referral_codes r ON r.lead_id = l.lead_id "
             "WHERE l.lead_id = ANY(CAST(:ids AS uuid[]))"
         ),
         {"ids": sorted(set(lead_ids))},
     )
-    return {r[0]: LeadView(r[0], r[1], r[2], r[3], r[4], float(r[5]), r[6], r[7], r[8], r[9]) for r in rows}
+    return {r[0]: LeadView(r[0], r[1], r[2], r[3], r[4], float(r[5]), r[6], r[7], r[8], r[9], r[10]) for r in rows}
 
 
 async def has_event(session: AsyncSession, lead_id: uuid.UUID, name: str) -> bool:

@@ -29,6 +29,7 @@ class LeadView:
     stage: str = "visitor"
     stages: dict[str, str] = field(default_factory=dict)
     referral_code: str | None = None
+    predictions: dict[str, float] = field(default_factory=dict)  # funnel model → predicted probability
 
 
 def _same(a: str, b: str) -> bool:
@@ -107,6 +108,11 @@ def branch_holds(branch: Branch, lead: LeadView, has_event: Callable[[str], bool
         if test.stage is not None and lead.stages.get(test.model, lead.stage) != test.stage:
             return False
         if test.has_event is not None and not has_event(test.has_event):
+            return False
+        predicted = lead.predictions.get(test.model)
+        if test.prediction_gte is not None and not (predicted is not None and predicted >= test.prediction_gte):
+            return False
+        if test.prediction_lt is not None and not (predicted is not None and predicted < test.prediction_lt):
             return False
     return True
 
