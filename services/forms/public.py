@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib.resources import files
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -30,6 +31,28 @@ from shared.tokens import InvalidToken
 
 log = logging.getLogger(__name__)
 
+HTML: dict[str, Any] = {"content": {"text/html": {}}}
+HTML_OR_JSON: dict[str, Any] = {"content": {"text/html": {}, "application/json": {}}}
+LINK_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {**HTML, "description": "Not a link made here (altered or cut off)"},
+    404: {**HTML, "description": "No such submission (any more)"},
+}
+SUBMIT_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {**HTML_OR_JSON, "description": "Accepted: the success message, or JSON"},
+    303: {"description": "Accepted: to the form's success redirect"},
+    **{
+        status: {**HTML_OR_JSON, "description": what}
+        for status, what in (
+            (400, "Honeypot filled, or the form token missing, invalid, too fast or expired"),
+            (404, "No such form, or archived"),
+            (409, "The form token was used before (a replay)"),
+            (413, "Body over 64 KB"),
+            (422, "Invalid fields: the form again with each error next to its field"),
+            (429, "Rate limit per address or per form; see Retry-After"),
+            (503, "The broker did not acknowledge, or email is not configured; retry"),
+        )
+    },
+}
 INVALID_LINK = "This link is not valid. Your mail program may have cut it off: open it from the email again."
 
 
@@ -65,15 +88,22 @@ def forms_public_router() -> APIRouter:
     router = APIRouter(tags=["forms (public)"])
     embed, frame = static_script("form.js"), static_script("frame.js")
 
-    @router.get("/forms/{form_id}.js", response_class=Response, summary="Script that embeds the form")
+    script: dict[int | str, dict[str, Any]] = {200: {"content": {"text/javascript": {}}}, 304: {}}
+
+    @router.get("/forms/{form_id}.js", response_class=Response, responses=script, summary="Script that embeds the form")
     async def embed_script(form_id: uuid.UUID, request: Request) -> Response:
         return embed(request)
 
-    @router.get("/forms/-/frame.js", response_class=Response, include_in_schema=False)
+    @router.get("/forms/-/frame.js", response_class=Response, responses=script, include_in_schema=False)
     async def frame_script(request: Request) -> Response:
         return frame(request)
 
-    @router.get("/forms/confirm/{token}", response_class=HTMLResponse, summary="Double opt-in: confirmation page")
+    @router.get(
+        "/forms/confirm/{token}",
+        response_class=HTMLResponse,
+        responses=LINK_ERRORS,
+        summary="Double opt-in: confirmation page",
+    )
     async def confirm_page(token: str, request: Request) -> Response:
         """Shows a button and changes nothing: mail scanners open every link in an email."""
         submission_id = linked_submission(request, token, read_confirm_token)
@@ -87,7 +117,12 @@ def forms_public_router() -> APIRouter:
             return page(pages.message_page("Already confirmed", "Your subscription is confirmed. Thank you!"))
         return page(pages.confirm_page(address=masked(sub["email"]), action=f"/forms/confirm/{token}"))
 
-    @router.post("/forms/confirm/{token}", response_class=HTMLResponse, summary="Double opt-in: confirm")
+    @router.post(
+        "/forms/confirm/{token}",
+        response_class=HTMLResponse,
+        responses={200: HTML_OR_JSON, **LINK_ERRORS, 503: {**HTML, "description": "The lead is not written yet"}},
+        summary="Double opt-in: confirm",
+    )
     async def confirm(token: str, request: Request) -> Response:
         """Records consent (time, IP, form, the exact text), joins the list and sequence, sends the lead
         magnet, announces "Form Confirmed". Idempotent."""
@@ -113,7 +148,12 @@ def forms_public_router() -> APIRouter:
             return JSONResponse({"confirmed": True, "lead_id": str(done.lead_id)})
         return page(pages.message_page("Subscription confirmed", done.form.definition.confirmed_message))
 
-    @router.get("/forms/files/{token}", response_class=Response, summary="Lead magnet download (after confirming)")
+    @router.get(
+        "/forms/files/{token}",
+        response_class=Response,
+        responses={200: {"content": {"application/octet-stream": {}}}, **LINK_ERRORS},
+        summary="Lead magnet download (after confirming)",
+    )
     async def download(token: str, request: Request) -> Response:
         submission_id = linked_submission(request, token, read_file_token)
         if submission_id is None:
@@ -129,7 +169,12 @@ def forms_public_router() -> APIRouter:
             data, media_type=content_type, headers={**pages.PRIVATE_HEADERS, "Content-Disposition": disposition}
         )
 
-    @router.get("/forms/{form_id}", response_class=HTMLResponse, summary="The form page (iframe-able)")
+    @router.get(
+        "/forms/{form_id}",
+        response_class=HTMLResponse,
+        responses={404: {**HTML_OR_JSON, "description": "No such form, or archived"}},
+        summary="The form page (iframe-able)",
+    )
     async def form_page(form_id: uuid.UUID, request: Request) -> Response:
         """Query (filled by the embed script): `aid` (anonymous id), `page` (embedding page), `utm_*`."""
         form = await active_form(request, form_id)
@@ -139,7 +184,12 @@ def forms_public_router() -> APIRouter:
         values = {"fs_aid": q.get("aid", ""), "fs_page": q.get("page", "")} | {k: q.get(k, "") for k in UTM_FIELDS}
         return form_response(request, form, values)
 
-    @router.post("/forms/{form_id}", response_class=HTMLResponse, summary="Submit the form (HTML form or JSON)")
+    @router.post(
+        "/forms/{form_id}",
+        response_class=HTMLResponse,
+        responses=SUBMIT_ANSWERS,
+        summary="Submit the form (HTML form or JSON)",
+    )
     async def submit(form_id: uuid.UUID, request: Request) -> Response:
         return await handle_submit(request, form_id)
 
