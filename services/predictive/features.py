@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from services.scoring.conditions import _number  # the rule DSL's reading of "1,200" and 50.0 alike
 from services.scoring.rules import FREE_MAIL_DOMAINS
 
 WINDOWS = (7, 30, 90)  # days
@@ -64,19 +65,6 @@ KEY_EVENTS: dict[str, Callable[[Event], bool]] = {
     "cart": _named("Product Added", "Checkout Started"),
     "unsubscribe": _named("Unsubscribed"),
 }
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value.replace(",", "").strip())
-        except ValueError:
-            return None
-    return None
 
 
 def fit_features(traits: dict[str, Any], email: str | None) -> dict[str, float]:
