@@ -119,6 +119,8 @@ class ReminderOut(BaseModel):
 
 
 class CartSummary(BaseModel):
+    """A cart as the `carts` table holds it, with its reminder plan."""
+
     cart_key: str
     lead_id: uuid.UUID
     status: str
@@ -133,19 +135,9 @@ class CartSummary(BaseModel):
     steps_sent: list[int]
 
 
-class CartOut(BaseModel):
-    cart_key: str
-    lead_id: uuid.UUID
-    status: str
-    currency: str | None
-    total: Decimal | None
-    item_count: int
-    started_at: datetime | None
-    last_activity_at: datetime
-    ordered_at: datetime | None
-    closed_by: str | None
-    next_reminder_at: datetime | None
-    steps_sent: list[int]
+class CartOut(CartSummary):
+    """One cart with its contents and each reminder step's outcome."""
+
     lines: list[dict[str, object]]
     reminders: list[ReminderOut]
 
