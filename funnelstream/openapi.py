@@ -24,12 +24,13 @@ PROBLEM_SCHEMA: dict[str, Any] = {
     "required": ["error"],
 }
 HTML = "text/html"
+PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 
 
 def _error_content(responses: dict[str, Any]) -> dict[str, Any]:
     """The API answers errors as a JSON problem; pages answer their own errors as pages (and bad path
     parameters, caught before the page's code runs, as the JSON problem)."""
-    problem = {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    problem = {"application/json": {"schema": PROBLEM_REF}}
     ok: dict[str, Any] = next((r for code, r in responses.items() if code.startswith("2")), {})
     if set(ok.get("content", {})) - {"application/json"}:
         return {HTML: {"schema": {"type": "string"}}, **problem}
@@ -39,6 +40,14 @@ def _error_content(responses: dict[str, Any]) -> dict[str, Any]:
 def _is_fastapi_422(response: dict[str, Any]) -> bool:
     schema = response.get("content", {}).get("application/json", {}).get("schema", {})
     return bool(schema.get("$ref") == VALIDATION_REF)
+
+
+def _or_problem(response: dict[str, Any]) -> None:
+    """A route's own 400 (say, a template's problems) may also be the validation problem of its input."""
+    json_body = response.get("content", {}).get("application/json")
+    if json_body is None or json_body.get("schema") == PROBLEM_REF:
+        return
+    json_body["schema"] = {"anyOf": [json_body["schema"], PROBLEM_REF]}
 
 
 def as_answered(spec: dict[str, Any]) -> dict[str, Any]:
@@ -51,7 +60,10 @@ def as_answered(spec: dict[str, Any]) -> dict[str, Any]:
             content = _error_content(responses)
             if _is_fastapi_422(responses.get("422", {})):
                 del responses["422"]
-                responses.setdefault("400", {"description": "Invalid input; `field` names it", "content": content})
+                if "400" in responses:
+                    _or_problem(responses["400"])
+                else:
+                    responses["400"] = {"description": "Invalid input; `field` names it", "content": content}
             if "{" in path:
                 responses.setdefault("404", {"description": "Nothing found at this path", "content": content})
     schemas = spec.setdefault("components", {}).setdefault("schemas", {})
