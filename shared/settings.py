@@ -239,9 +239,9 @@ class NurtureSettings(Settings):
     audience_http_timeout_seconds: float = Field(default=30, gt=0, le=300, description="Deadline of one push request")
     audience_batch_size: int = Field(default=10_000, ge=1, le=10_000, description="Records per push request")
     meta_api_base_url: str = Field(default="https://graph.facebook.com", description="Meta Graph API base URL")
-    meta_api_version: str = Field(default="v21.0", pattern=r"^v\d+\.\d+$")
+    meta_api_version: str = Field(default="v25.0", pattern=r"^v\d+\.\d+$")
     google_ads_api_base_url: str = Field(default="https://googleads.googleapis.com", description="Google Ads API")
-    google_ads_api_version: str = Field(default="v18", pattern=r"^v\d+$")
+    google_ads_api_version: str = Field(default="v26", pattern=r"^v\d+$")
 
 
 class AnalyticsSettings(Settings):

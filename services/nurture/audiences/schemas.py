@@ -53,7 +53,8 @@ SECRETS: dict[str, tuple[str, ...]] = {
 
 class DestinationCreate(BaseModel):
     """`config`: webhook {endpoint_id}; meta {audience_id, base_url?}; google {customer_id, user_list_id,
-    login_customer_id?, base_url?}. `credentials`: meta {access_token}; google {access_token, developer_token}."""
+    login_customer_id?, ad_user_data?, ad_personalization? (GRANTED or DENIED: the job's consent), base_url?}.
+    `credentials`: meta {access_token}; google {access_token, developer_token}."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -72,6 +73,9 @@ class DestinationCreate(BaseModel):
             raise ValueError(f"credentials need {', '.join(missing)} for {self.kind}")
         if self.kind == "webhook":
             uuid.UUID(self.config["endpoint_id"])
+        for key in ("ad_user_data", "ad_personalization"):
+            if self.config.get(key, "GRANTED") not in ("GRANTED", "DENIED"):
+                raise ValueError(f"config.{key} must be GRANTED or DENIED")
         return self
 
 

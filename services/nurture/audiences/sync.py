@@ -13,6 +13,7 @@ import logging
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -65,7 +66,7 @@ class Syncer:
         return GoogleCustomerMatch(
             self.client, config.get("base_url") or s.google_ads_api_base_url, s.google_ads_api_version,
             str(config["customer_id"]), str(config["user_list_id"]), claimed.credentials,
-            config.get("login_customer_id"), s.audience_batch_size,
+            config.get("login_customer_id"), s.audience_batch_size, google_consent(config),
         )  # fmt: skip
 
     async def sync_one(self, now: datetime) -> bool:
@@ -131,6 +132,12 @@ class Syncer:
         queued = await outbox.enqueue_to(session, uuid.UUID(str(endpoint)), WEBHOOK_EVENT, payload, key)
         if queued is None:
             raise SyncError(f"webhook endpoint {endpoint} is not active")
+
+
+def google_consent(config: dict[str, Any]) -> dict[str, str]:
+    """The job's consent from the destination's `ad_user_data` / `ad_personalization` (GRANTED, DENIED)."""
+    keys = {"ad_user_data": "adUserData", "ad_personalization": "adPersonalization"}
+    return {api: str(config[key]) for key, api in keys.items() if config.get(key)}
 
 
 def _hash_fields(member: Member) -> dict[str, str]:

@@ -41,6 +41,7 @@ class GoogleCustomerMatch:
         credentials: dict[str, Any],
         login_customer_id: str | None,
         batch: int,
+        consent: dict[str, str] | None = None,
     ) -> None:
         self.client = client
         self.root = f"{base_url.rstrip('/')}/{version}"
@@ -53,6 +54,7 @@ class GoogleCustomerMatch:
         if login_customer_id:
             self.headers["login-customer-id"] = login_customer_id.replace("-", "")
         self.batch = batch
+        self.consent = consent or {}
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -71,7 +73,10 @@ class GoogleCustomerMatch:
         data = [d for d in (user_data(m) for m in members) if d is not None]
         if not data:
             return
-        job = {"type": "CUSTOMER_MATCH_USER_LIST", "customerMatchUserListMetadata": {"userList": self.user_list}}
+        metadata: dict[str, Any] = {"userList": self.user_list}
+        if self.consent:  # CustomerMatchUserListMetadata.consent: adUserData / adPersonalization (EEA)
+            metadata["consent"] = self.consent
+        job = {"type": "CUSTOMER_MATCH_USER_LIST", "customerMatchUserListMetadata": metadata}
         created = await self._post(f"customers/{self.customer_id}/offlineUserDataJobs:create", {"job": job})
         resource = created.get("resourceName")
         if not isinstance(resource, str) or not resource:

@@ -49,6 +49,7 @@ class FakePlatforms:
     jobs: dict[str, Job] = field(default_factory=dict)
     webhooks: list[dict[str, Any]] = field(default_factory=list)
     webhook_secret: str = ""
+    consents: list[dict[str, str]] = field(default_factory=list)
     fail_next: int = 0
 
     def _bad(self, why: str) -> Response:
@@ -125,6 +126,12 @@ class FakePlatforms:
         if create:
             job = data.get("job", {})
             user_list = job.get("customerMatchUserListMetadata", {}).get("userList", "")
+            consent = job.get("customerMatchUserListMetadata", {}).get("consent", {})
+            if set(consent) - {"adUserData", "adPersonalization"} or set(consent.values()) - {"GRANTED", "DENIED"}:
+                return self._bad(f"google: consent {consent}")
+            if set(job.get("customerMatchUserListMetadata", {})) - {"userList", "consent"}:
+                return self._bad("google: unknown user list metadata")
+            self.consents.append(consent)
             if job.get("type") != "CUSTOMER_MATCH_USER_LIST":
                 return self._bad(f"google: job type {job.get('type')}")
             if not re.fullmatch(rf"customers/{create.group(2)}/userLists/\d+", user_list):

@@ -126,7 +126,9 @@ async def add_destinations(w: World, audience_id: str) -> dict[str, dict[str, An
     bodies = {
         "meta": {"kind": "meta", "name": "Meta", "config": {"audience_id": "6001"},
                  "credentials": {"access_token": META_TOKEN}},
-        "google": {"kind": "google", "name": "Google", "config": {"customer_id": "123-456-7890", "user_list_id": "555"},
+        "google": {"kind": "google", "name": "Google",
+                   "config": {"customer_id": "123-456-7890", "user_list_id": "555", "ad_user_data": "GRANTED",
+                              "ad_personalization": "GRANTED"},
                    "credentials": {"access_token": GOOGLE_TOKEN, "developer_token": DEVELOPER_TOKEN}},
         "webhook": {"kind": "webhook", "name": "CRM", "config": {"endpoint_id": endpoint["id"]}},
     }  # fmt: skip

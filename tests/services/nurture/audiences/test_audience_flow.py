@@ -43,6 +43,9 @@ async def test_purchase_unsubscribe_and_erasure_remove_people_from_meta_google_a
 
         await eventually(everywhere, what="three members at Meta, Google and the webhook")
         assert ("hashedPhoneNumber", sha("+16502531234")) in w.fake.google[USER_LIST]
+        assert w.fake.consents and all(
+            c == {"adUserData": "GRANTED", "adPersonalization": "GRANTED"} for c in w.fake.consents
+        )
 
         # purchase: ann orders and leaves at once
         await w.track("track", {"userId": "ann", "event": "Order Completed", "properties": {"order_id": "o1"}})

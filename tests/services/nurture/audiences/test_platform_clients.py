@@ -26,7 +26,7 @@ def people(n: int) -> list[Member]:
 async def test_meta_adds_and_removes_in_batches_of_at_most_10000_hashed_rows() -> None:
     async with fake_platforms() as fake, httpx.AsyncClient() as client:
         fake.forbidden = {"Person1@Shop.example", "person1@shop.example", "+44 7700 900001", "447700900001"}
-        meta = MetaCustomAudience(client, fake.url, "v21.0", "6123", META_TOKEN, 10_000)
+        meta = MetaCustomAudience(client, fake.url, "v25.0", "6123", META_TOKEN, 10_000)
         await meta.push(people(25_000), [])
         assert fake.violations == []
         assert [(m, n) for m, _, n in fake.requests] == [("POST", 10_000), ("POST", 10_000), ("POST", 5_000)]
@@ -34,7 +34,7 @@ async def test_meta_adds_and_removes_in_batches_of_at_most_10000_hashed_rows() -
         assert len(fake.meta["6123"]) == 25_000
 
         await meta.push([], people(3))
-        assert fake.requests[-1] == ("DELETE", "/v21.0/6123/users", 3)
+        assert fake.requests[-1] == ("DELETE", "/v25.0/6123/users", 3)
         assert (sha("person1@shop.example"), sha("447700900001")) not in fake.meta["6123"]
         assert len(fake.meta["6123"]) == 24_997
         assert fake.violations == []
@@ -42,13 +42,13 @@ async def test_meta_adds_and_removes_in_batches_of_at_most_10000_hashed_rows() -
 
 async def test_meta_sends_nothing_for_members_without_identifiers_and_reports_errors() -> None:
     async with fake_platforms() as fake, httpx.AsyncClient() as client:
-        meta = MetaCustomAudience(client, fake.url, "v21.0", "6123", META_TOKEN, 10_000)
+        meta = MetaCustomAudience(client, fake.url, "v25.0", "6123", META_TOKEN, 10_000)
         await meta.push([Member(uuid.UUID(int=1), {})], [])
         assert fake.requests == []
         fake.fail_next = 1
         with pytest.raises(SyncError, match="HTTP 500"):
             await meta.push(people(1), [])
-        wrong = MetaCustomAudience(client, fake.url, "v21.0", "6123", "wrong-token", 10_000)
+        wrong = MetaCustomAudience(client, fake.url, "v25.0", "6123", "wrong-token", 10_000)
         with pytest.raises(SyncError, match="HTTP 400"):
             await wrong.push(people(1), [])
 
@@ -56,7 +56,7 @@ async def test_meta_sends_nothing_for_members_without_identifiers_and_reports_er
 async def test_google_runs_one_job_for_removals_and_one_for_additions() -> None:
     async with fake_platforms() as fake, httpx.AsyncClient() as client:
         google = GoogleCustomerMatch(
-            client, fake.url, "v18", "123-456-7890", "555",
+            client, fake.url, "v26", "123-456-7890", "555",
             {"access_token": GOOGLE_TOKEN, "developer_token": DEVELOPER_TOKEN}, None, 10_000,
         )  # fmt: skip
         await google.push(people(12_000), [])

@@ -71,7 +71,7 @@ async def test_changes_collapse_per_lead_and_shared_or_changed_hashes_are_handle
         await queue(e, "remove", flip)  # left again before the push: nothing is sent for it
         assert await sync.sync_one(NOW)
         assert fake.meta["6001"] == {(sha("ann@example.com"), "")}
-        assert fake.requests == [("POST", "/v21.0/6001/users", 2)]
+        assert fake.requests == [("POST", "/v25.0/6001/users", 2)]
 
         await queue(e, "remove", twin)  # ann's merged twin leaves; ann, with the same address, stays
         assert await sync.sync_one(NOW)
