@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,6 +25,14 @@ class Choice:
     variant: str
     template_id: str | None  # a send step's variant
     next: str | None  # a split's path
+
+    def exposed(
+        self, lead_id: uuid.UUID, enrollment_id: uuid.UUID, key: str, now: datetime
+    ) -> list[repository.Exposure]:
+        """The exposure to record (none without an experiment); `key` is "<enrollment>:<step count>"."""
+        if self.experiment_id is None:
+            return []
+        return [repository.Exposure(self.experiment_id, lead_id, self.variant, enrollment_id, key, now)]
 
 
 async def choose(session: AsyncSession, sequence_id: uuid.UUID, step: SendEmail | Split, lead_id: uuid.UUID) -> Choice:

@@ -187,12 +187,7 @@ class Scheduler:
                 continue
             if isinstance(step, Split):
                 choice = await choose(session, e.sequence_id, step, lead.lead_id)
-                if choice.experiment_id is not None:
-                    work.exposures.append(
-                        experiments.Exposure(
-                            choice.experiment_id, lead.lead_id, choice.variant, e.id, f"{e.id}:{taken}", now
-                        )
-                    )
+                work.exposures += choice.exposed(lead.lead_id, e.id, f"{e.id}:{taken}", now)
                 work.log.append((e.id, index, "split", {"path": choice.variant}))
                 index, taken = definition.after(index, choice.next), taken + 1
                 continue
@@ -206,9 +201,7 @@ class Scheduler:
                                              last, now, e.context, work)  # fmt: skip
                 if arm is not None and len(work.jobs) > queued:
                     work.log.append((e.id, index, "variant", {"variant": arm.variant}))
-                    if arm.experiment_id is not None:
-                        exposure = (arm.experiment_id, lead.lead_id, arm.variant, e.id, work.jobs[-1].send_key)
-                        work.exposures.append(experiments.Exposure(*exposure, now))
+                    work.exposures += arm.exposed(lead.lead_id, e.id, work.jobs[-1].send_key, now)
                 if deferred is not None:
                     work.schedule.append((e.id, index, "step", deferred))
                     work.log.append((e.id, index, "deferred", {"until": deferred.isoformat()}))
