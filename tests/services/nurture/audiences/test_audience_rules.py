@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from services.nurture.audiences.definition import AudienceDefinition
+from services.nurture.audiences.exports import csv_lines
 from services.nurture.audiences.identifiers import hashes, phone_digits
 from services.nurture.audiences.service import (
     CartFact,
@@ -22,6 +23,8 @@ from services.nurture.audiences.service import (
     is_member,
     membership_changes,
 )
+from services.nurture.audiences.sync import collapse
+from services.nurture.audiences.sync_repository import QueueItem
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 LEAD = uuid.UUID(int=1)
@@ -174,3 +177,21 @@ def test_hashes_follow_the_platforms_normalisation() -> None:
 def test_phone_digits_are_digits_only_and_e164_sized(raw: str) -> None:
     digits = phone_digits(raw)
     assert digits is None or (digits.isdigit() and digits.isascii() and 8 <= len(digits) <= 15 and digits[0] != "0")
+
+
+@given(st.lists(st.tuples(st.integers(0, 4), st.sampled_from(["add", "remove"])), max_size=30))
+def test_queued_changes_collapse_to_each_leads_last(changes: list[tuple[int, str]]) -> None:
+    items = [QueueItem(i, op, uuid.UUID(int=lead), None) for i, (lead, op) in enumerate(changes)]
+    adds, removes, erased = collapse(items)
+    last = {uuid.UUID(int=lead): op for lead, op in changes}
+    assert set(adds) == {lead for lead, op in last.items() if op == "add"}
+    assert set(removes) == {lead for lead, op in last.items() if op == "remove"}
+    assert erased == [] and not set(adds) & set(removes)
+
+
+def test_csv_export_lines_skip_members_without_identifiers() -> None:
+    members = [hashes("a@b.example", "+1 650 253 1234"), {}, hashes(None, "+44 20 7946 0958")]
+    meta = "".join(csv_lines("meta", members)).splitlines()
+    assert meta == ["email,phone", f"{sha('a@b.example')},{sha('16502531234')}", f",{sha('442079460958')}"]
+    google = "".join(csv_lines("google", members)).splitlines()
+    assert google[0] == "Email,Phone" and google[2] == f",{sha('+442079460958')}"
