@@ -21,6 +21,7 @@ from services.scoring.rules import FREE_MAIL_DOMAINS
 
 WINDOWS = (7, 30, 90)  # days
 LONGEST = timedelta(days=max(WINDOWS))
+MAX_EVENTS = 2000  # a lead's latest events in the longest window that count
 CATEGORICAL = ("industry", "country", "seniority")
 VOCAB_PREFIXES = tuple(f"{c}=" for c in CATEGORICAL) + ("event:",)
 
@@ -99,9 +100,10 @@ def behaviour_features(events: Iterable[Event], at: datetime) -> dict[str, float
     last: dict[str, datetime] = {}
     named: dict[str, int] = {}
     days: set[int] = set()
-    for e in events:
-        if e.at > at or at - e.at > LONGEST:
-            continue
+    window = [e for e in events if e.at <= at and at - e.at <= LONGEST]
+    if len(window) > MAX_EVENTS:  # one hot lead costs no more than this (serving reads no more either)
+        window = sorted(window, key=lambda e: e.at, reverse=True)[:MAX_EVENTS]
+    for e in window:
         age = (at - e.at).total_seconds() / 86400
         for key, test in KEY_EVENTS.items():
             if test(e):
