@@ -10,6 +10,7 @@ from fastapi.responses import FileResponse
 from services.console.screens_audiences import audiences_router
 from services.console.screens_auth import auth_router
 from services.console.screens_content import content_router
+from services.console.screens_experiments import experiments_router
 from services.console.screens_forms import forms_router
 from services.console.screens_ops import ops_router
 from services.console.screens_scoring import scoring_router
@@ -34,4 +35,5 @@ def console_router(settings: AdminSettings) -> APIRouter:
     router.include_router(scoring_router())
     router.include_router(forms_router())
     router.include_router(audiences_router())
+    router.include_router(experiments_router())
     return router

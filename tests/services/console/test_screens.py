@@ -182,3 +182,47 @@ async def test_audience_screen_shows_destinations_and_keeps_credentials_out_of_t
         entries = (await client.get(f"{base}/api/audit?path=/api/audiences", headers=stack.admin)).json()["entries"]
         assert len(entries) == 2 and "EAAB-secret" not in json.dumps(entries)
         assert entries[0]["request"]["credentials"]["access_token"] == "[redacted]"
+
+
+async def test_experiment_screen_starts_shows_results_and_decides(
+    settings_kwargs: dict[str, Any], tmp_path: Path
+) -> None:
+    async with console_stack(settings_kwargs, tmp_path) as stack, httpx.AsyncClient(timeout=60) as client:
+        base = stack.base_url
+        ids = []
+        for name in ("a", "b"):
+            r = await client.post(
+                f"{base}/api/templates", json={"name": name, "subject": name, "html": "<p>x</p>"}, headers=stack.admin
+            )
+            ids.append(r.json()["id"])
+        variants = [{"key": "a", "template_id": ids[0]}, {"key": "b", "template_id": ids[1]}]
+        definition = {
+            "trigger": {"kind": "event", "event": "Signed Up"},
+            "steps": [{"id": "send", "type": "send_email", "template_id": ids[0], "variants": variants}],
+        }
+        r = await client.post(
+            f"{base}/api/sequences", json={"name": "ab", "definition": definition}, headers=stack.admin
+        )
+        assert r.status_code == 201, r.text
+        sequence_id = r.json()["id"]
+        await stack.user(client, "m@example.com", "marketer")
+        await sign_in(client, base, "m@example.com")
+        csrf = csrf_of((await client.get(f"{base}/console/experiments")).text)
+        fields = {
+            "csrf": csrf,
+            "name": "subject test",
+            "sequence_id": sequence_id,
+            "step_id": "send",
+            "metric": "click",
+        }
+        wrong = await client.post(f"{base}/console/experiments", data={**fields, "step_id": "nope"})
+        assert wrong.status_code in (400, 404) and "nope" in wrong.text
+        r = await client.post(f"{base}/console/experiments", data=fields)
+        assert r.status_code == 303, r.text
+        page = await client.get(base + r.headers["location"])
+        assert page.status_code == 200 and "(running)" in page.text and "<td>b</td>" in page.text
+        experiment = r.headers["location"].split("?")[0]
+        r = await client.post(f"{base}{experiment}/decide", data={"csrf": csrf, "winner": "b"})
+        assert r.status_code == 303
+        page = await client.get(base + experiment)
+        assert "(decided)" in page.text and "winner <strong>b</strong>" in page.text
