@@ -48,6 +48,15 @@ async def test_dashboard_login_funnel_numbers_csv_and_escaped_timeline(
             await page.wait_for_timeout(100)
         assert errors == [], "\n".join(errors)
         await page.wait_for_selector("#funnel-chart svg")
+        heights = "Array.from(document.querySelectorAll('#funnel-chart rect.bar')).map(r => +r.getAttribute('height'))"
+        for _ in range(100):  # the chart draws a moment after load
+            bars = await page.evaluate(heights)
+            if any(bars):
+                break
+            await page.wait_for_timeout(100)
+        assert len(bars) == 7
+        assert bars[0] > bars[1] > bars[6] > 0 == bars[2]  # visitor 5, lead 4, customer 1, mql 0
+        assert abs(bars[1] / bars[0] - 0.8) < 0.01
         funnel = page.locator("table[data-table=funnel]")
         visitor = funnel.locator("tr", has_text="visitor").first
         assert await visitor.locator("td[data-col=entered]").inner_text() == "5"
