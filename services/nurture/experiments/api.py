@@ -12,10 +12,12 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.admin.api import ERRORS, AdminDep, SessionDep
+from services.admin.schemas import Problem
 from services.nurture.experiments import repository, service
 from services.nurture.experiments.schemas import Decide, ExperimentCreate, ExperimentOut, ResultsOut
 from services.nurture.sequences.definition import Definition
 
+CONFLICT: dict[int | str, dict[str, Any]] = {409: {"model": Problem}}
 METHOD = (
     "always-valid mixture SPRT on the difference of rates (valid however often results are looked at); "
     "P(best) from Beta or normal posteriors, descriptive"
@@ -44,7 +46,7 @@ def experiments_router() -> APIRouter:
             raise HTTPException(404, f"no experiment {experiment_id}")
         return experiment
 
-    @router.post("/experiments", status_code=201, response_model=ExperimentOut)
+    @router.post("/experiments", status_code=201, response_model=ExperimentOut, responses=CONFLICT)
     async def create(body: ExperimentCreate, session: SessionDep) -> Any:
         """Start an experiment on a send step with variants or a split step of the sequence's current version."""
         raw = await repository.sequence_step(session, body.sequence_id)
@@ -86,7 +88,7 @@ def experiments_router() -> APIRouter:
             raise HTTPException(404, f"no experiment {experiment_id}")
         return answer
 
-    @router.post("/experiments/{experiment_id}/decide", response_model=ExperimentOut)
+    @router.post("/experiments/{experiment_id}/decide", response_model=ExperimentOut, responses=CONFLICT)
     async def decide(experiment_id: uuid.UUID, body: Decide, session: SessionDep) -> Any:
         """Pick the winner by hand (recorded with the numbers of the moment); remaining traffic goes to it."""
         experiment = await found(session, experiment_id)
