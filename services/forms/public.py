@@ -86,17 +86,13 @@ def static_script(name: str) -> Callable[[Request], Response]:
 
 def forms_public_router() -> APIRouter:
     router = APIRouter(tags=["forms (public)"])
-    embed, frame = static_script("form.js"), static_script("frame.js")
+    embed = static_script("form.js")
 
     script: dict[int | str, dict[str, Any]] = {200: {"content": {"text/javascript": {}}}, 304: {}}
 
     @router.get("/forms/{form_id}.js", response_class=Response, responses=script, summary="Script that embeds the form")
     async def embed_script(form_id: uuid.UUID, request: Request) -> Response:
         return embed(request)
-
-    @router.get("/forms/-/frame.js", response_class=Response, responses=script, include_in_schema=False)
-    async def frame_script(request: Request) -> Response:
-        return frame(request)
 
     @router.get(
         "/forms/confirm/{token}",
