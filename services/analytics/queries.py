@@ -171,3 +171,17 @@ async def stalled(
         params,
     )
     return count, [dict(r._mapping) for r in rows]
+
+
+async def win_rates(session: AsyncSession, model: str, won: str, since: date) -> dict[str, tuple[int, int]]:
+    """Per stage: leads first seen since `since` that ever reached it, and how many of those reached `won`
+    (a scan of the per-lead stage table: the forecast's history)."""
+    rows = await session.execute(
+        text(
+            "SELECT stage, count(*), count(*) FILTER (WHERE won) FROM (SELECT unnest(reached) AS stage, "
+            ":won = ANY(reached) AS won FROM analytics_lead_stages WHERE model = :model AND first_at >= :since) r "
+            "GROUP BY stage"
+        ),
+        {"model": model, "won": won, "since": since},
+    )
+    return {r[0]: (int(r[1]), int(r[2])) for r in rows}

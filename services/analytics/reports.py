@@ -113,7 +113,6 @@ class Reports:
         stages, won = await self.stages(session, f)
         end = datetime.now(UTC).date()
         hist = replace(f, start=end - timedelta(days=FORECAST_LOOKBACK_DAYS), end=end)
-        counts = await queries.funnel_counts(session, hist)
         hists = await queries.durations(session, hist)
         medians = {s: (percentile(h, 0.5) or 0) / 3600 for s, h in hists.items() if s != CYCLE}
         money = service.Money(self.settings.reporting_currency, await queries.rates(session))
@@ -121,14 +120,15 @@ class Reports:
         orders = sum(r[2] for r in revenue_rows)
         aov = service.per(money.total([(d, c, r) for d, c, _, _, r in revenue_rows]), orders)
         pipeline = await queries.pipeline(session, f.model)
-        rows, total = service.forecast(stages, won, pipeline, counts, medians, aov)
+        rates = await queries.win_rates(session, f.model, won, hist.start)
+        rows, total = service.forecast(stages, won, pipeline, rates, medians, aov)
         assumptions = {
-            "history": f"stage conversions, median times in stage and average order value of the last "
-            f"{FORECAST_LOOKBACK_DAYS} days ({hist.start} to {hist.end})",
+            "history": f"win probability = share of the leads first seen in the last {FORECAST_LOOKBACK_DAYS} "
+            f"days ({hist.start} to {hist.end}) that reached the stage and later the won stage (leads still "
+            "open count as not won); median times in stage and average order value of the same days",
             "won_stage": won,
             "average_order_value": service.cents(aov),
             "currency": money.reporting,
-            "conversions": {r["stage"]: r["conversion"] for r in service.funnel_rows(stages, counts)},
             "pipeline": "leads now in each stage (current stage per lead; filters do not apply)",
             "missing_rates": sorted(money.missing),
         }

@@ -114,27 +114,26 @@ def forecast(
     stages: Sequence[str],
     won: str,
     pipeline: Mapping[str, int],
-    counts: Mapping[str, tuple[int, int]],
+    win_rates: Mapping[str, tuple[int, int]],
     medians: Mapping[str, float | None],
     order_value: Decimal | None,
 ) -> tuple[list[dict[str, Any]], Decimal]:
     """Expected revenue from leads now in the stages between the first and the won stage: each stage's
-    leads × the historical chance to get from there to won (product of stage conversions, at most 1)
-    × the average order value; expected days to close = sum of median times in the stages left."""
+    leads × the historical share of leads that reached that stage and then won × the average order value;
+    expected days to close = sum of median hours in the stages left (stages nobody left count 0)."""
     if won not in stages:
         return [], Decimal(0)
     end = list(stages).index(won)
     rows, total = [], Decimal(0)
     for i in range(1, end):
-        chance = 1.0
-        for j in range(i, end):
-            here, nxt = counts.get(stages[j], (0, 0))[0], counts.get(stages[j + 1], (0, 0))[0]
-            chance *= min(1.0, nxt / here) if here else 0.0
+        reached, won_after = win_rates.get(stages[i], (0, 0))
+        chance = won_after / reached if reached else 0.0
         days = sum((medians.get(stages[j]) or 0.0) for j in range(i, end)) / 24
         leads = pipeline.get(stages[i], 0)
         value = Decimal(leads) * Decimal(str(round(chance, 6))) * (order_value or Decimal(0))
         total += value
         rows.append({"stage": stages[i], "leads": leads, "win_probability": round(chance, 4),
+                     "history_reached": reached, "history_won": won_after,
                      "expected_customers": round(leads * chance, 2), "expected_revenue": cents(value),
                      "expected_days_to_close": round(days, 1)})  # fmt: skip
     return rows, total

@@ -73,7 +73,12 @@ async def test_funnel_money_backfill_and_stalled_alert(settings_kwargs: dict[str
 
         r = await client.get(f"{api}/forecast", params={"model": "b2b"}, headers=stack.admin)
         forecast = r.json()
-        assert by_stage(forecast)["lead"]["leads"] == 3  # u2, u3 and the HTML-named lead are still leads
+        lead_stage = by_stage(forecast)["lead"]
+        assert lead_stage["leads"] == 3  # u2, u3 and the HTML-named lead are still leads
+        assert (lead_stage["history_reached"], lead_stage["history_won"]) == (4, 1)  # u1 went on to customer
+        assert lead_stage["win_probability"] == 0.25
+        assert lead_stage["expected_revenue"] == "82.50"  # 3 × 0.25 × 110.00
+        assert forecast["expected_revenue"] == "82.50"
         assert forecast["assumptions"]["won_stage"] == "customer"
 
         r = await client.get(f"{api}/leads/u1/timeline", headers=stack.admin)
