@@ -15,9 +15,13 @@ made through POST /api/sources; a steady event rate for a fixed time (small /v1/
 event per call with --batch-events 1), every 100th event a /v1/track of a brand-new userId whose lead is
 polled with GET /api/leads/{userId} until it answers 200.
 
+With and without a predictive model (issue 10): one `funnelstream scoring` process on the same events
+with no model and with an active model stored in its database (alternating which runs first per
+round); `predictive_model.ratio_with_to_without` is the throughput ratio.
+
     .venv/bin/python bench/scoring.py [--events 50000] [--users 2000] [--partitions 12] [--rounds 3]
                                       [--budget 150] [--rate 1000] [--duration 20] [--poll-ms 10]
-                                      [--batch-events 20] [--probe-every 100]
+                                      [--batch-events 20] [--probe-every 100] [--model-rounds 2]
 """
 
 from __future__ import annotations
@@ -241,6 +245,17 @@ def _self_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+async def count_rows(database_url: str, table: str) -> int | None:
+    try:
+        conn = await asyncpg.connect(to_libpq_url(database_url))
+        try:
+            return int(await conn.fetchval(f"SELECT count(*) FROM {table}"))  # noqa: S608 - a constant name
+        finally:
+            await conn.close()
+    except (OSError, asyncpg.PostgresError):
+        return None
+
+
 async def count_processed(database_url: str) -> int | None:
     """Rows the runner claimed in processed_events for scoring (a cross-check of the offsets)."""
     conn = await asyncpg.connect(to_libpq_url(database_url))
@@ -254,12 +269,16 @@ async def count_processed(database_url: str) -> int | None:
 
 
 async def run_product(
-    stack: Stack, args: argparse.Namespace, children: Children, prefix: str, ends: dict[int, int], procs: int
-) -> Run:
-    """`procs` scoring processes in the group of `prefix`; sample its commits until all events are applied."""
+    stack: Stack, args: argparse.Namespace, children: Children, prefix: str, ends: dict[int, int], procs: int,
+    model: bool = False,
+) -> Run:  # fmt: skip
+    """`procs` scoring processes in the group of `prefix`; sample its commits until all events are applied.
+    With `model`, an active predictive model is stored first, so every batch is also predicted."""
     label = prefix.removeprefix(stack.topic_prefix).strip(".")
     total = sum(ends.values())
     async with database_copy(stack, label) as database_url:
+        if model:
+            await store_model(database_url)
         env = product_env(
             stack,
             database_url=database_url,
@@ -299,6 +318,8 @@ async def run_product(
             "exit_codes": list(codes.values()),
             "processed_events_rows": await count_processed(database_url),
         }
+        if model:
+            run.extra["lead_predictions_rows"] = await count_rows(database_url, "lead_predictions")
     return run
 
 
@@ -418,6 +439,70 @@ async def throughput(stack: Stack, args: argparse.Namespace, children: Children)
         "scaling_ratio_2_vs_1": round(two["events_per_s"] / one["events_per_s"], 3) if one["events_per_s"] else None,
         "ratio_to_baseline": round(one["events_per_s"] / base["events_per_s"], 3) if base["events_per_s"] else None,
         "complete": all(r.summary()["complete"] for runs in sides.values() for r in runs),
+    }
+
+
+# -- with and without a predictive model (issue 10) -------------------------------------------------------------
+# A logistic model over the feature names the product computes (services/predictive/features.py), stored
+# as the product stores an activated one; the numbers are arbitrary, the work per batch is the real one.
+MODEL_KEYS = ("page", "pricing", "careers", "demo", "contact", "form", "download", "email_open", "email_click",
+              "product_view", "cart", "unsubscribe")  # fmt: skip
+MODEL_FEATURES = (
+    [f"{k}_{w}d" for k in MODEL_KEYS for w in (7, 30, 90)]
+    + [f"{k}_recency" for k in MODEL_KEYS]
+    + ["active_days_30d", "title:senior", "title:manager", "title:student", "employees_log", "employees_known",
+       "email:business", "email:free", "email:none", "event:product viewed", "event:demo requested"]
+)  # fmt: skip
+
+
+async def store_model(database_url: str) -> None:
+    n = len(MODEL_FEATURES)
+    artifact = {
+        "format": "logistic-v1",
+        "features": MODEL_FEATURES,
+        "mean": [0.5] * n,
+        "scale": [1.0] * n,
+        "coef": [((i * 37) % 11 - 5) / 10 for i in range(n)],
+        "intercept": -2.0,
+        "calibration": {"a": -1.0, "b": 0.0},
+    }
+    conn = await asyncpg.connect(to_libpq_url(database_url))
+    try:
+        await conn.execute(
+            "INSERT INTO predictive_models (funnel_model, target_stage, horizon_days, status, decision, reason, "
+            "artifact, rule_set_version, activated_at) VALUES ('b2b', 'customer', 30, 'active', 'activate', "
+            "'bench', $1::jsonb, 1, now())",
+            orjson.dumps(artifact).decode(),
+        )
+    finally:
+        await conn.close()
+
+
+async def model_comparison(stack: Stack, args: argparse.Namespace, children: Children) -> dict[str, Any]:
+    """One scoring process without and with an active model, alternating which goes first, same events."""
+    sides: dict[str, list[Run]] = {"without_model": [], "with_model": []}
+    predicted: list[int | None] = []
+    for round_no in range(args.model_rounds):
+        prefixes = {side: f"{stack.topic_prefix}m{round_no + 1}{side.split('_')[0]}." for side in sides}
+        ends = {
+            side: await produce(stack_settings(stack, args, p), args.events, args.users) for side, p in prefixes.items()
+        }
+        order = list(sides) if round_no % 2 == 0 else list(reversed(sides))
+        for side in order:
+            run = await run_product(stack, args, children, prefixes[side], ends[side], 1, model=side == "with_model")
+            sides[side].append(run)
+            if side == "with_model":
+                predicted.append(run.extra.get("lead_predictions_rows"))
+            progress(f"  model round {round_no + 1} {side}: {run.summary()['events_per_s']}/s")
+    without, with_ = (median_run(sides[k]) for k in sides)
+    return {
+        "rounds": args.model_rounds,
+        "without_model": without,
+        "with_model": with_,
+        "lead_predictions_rows": predicted,
+        "ratio_with_to_without": (
+            round(with_["events_per_s"] / without["events_per_s"], 3) if without["events_per_s"] else None
+        ),
     }
 
 
@@ -685,6 +770,7 @@ async def measure_latency(
 # -- driver ---------------------------------------------------------------------------------------------------
 async def bench(stack: Stack, args: argparse.Namespace, children: Children) -> dict[str, Any]:
     result = await throughput(stack, args, children) if args.rounds > 0 else None
+    with_model = await model_comparison(stack, args, children) if args.model_rounds > 0 else None
     lat = await latency(stack, args, children) if args.duration > 0 else None
     ratio = result["ratio_to_baseline"] if result else None
     per_process = result["one_process"]["events_per_s"] if result else None
@@ -715,6 +801,7 @@ async def bench(stack: Stack, args: argparse.Namespace, children: Children) -> d
             "machine": machine(),
         },
         "throughput": result,
+        "predictive_model": with_model,
         "latency": lat,
         "targets": TARGETS,
         "pass": ratio is not None and ratio >= TARGETS["ratio_to_baseline"],
@@ -723,7 +810,9 @@ async def bench(stack: Stack, args: argparse.Namespace, children: Children) -> d
             "events_per_s_per_process": per_process is not None and per_process >= AIMS["events_per_s_per_process"],
             "latency_p99_ms": p99 is not None and p99 < AIMS["latency_p99_ms"],
         },
-        "complete": (result is None or result["complete"]) and (lat is None or lat["probe_timeouts"] == 0),
+        "complete": (result is None or result["complete"])
+        and (lat is None or lat["probe_timeouts"] == 0)
+        and (with_model is None or all(r["complete"] for r in (with_model["with_model"], with_model["without_model"]))),
     }
 
 
@@ -756,6 +845,7 @@ def main() -> int:
     add("--budget", type=float, default=150.0, help="no new throughput round starts if it would end past this (s)")
     add("--run-timeout", type=float, default=60.0, help="seconds one throughput run may take to apply every event")
     add("--sample-ms", type=float, default=50.0, help="how often the group's committed offsets are read")
+    add("--model-rounds", type=int, default=2, help="rounds of 1 process without / with a predictive model; 0 skips")
     add("--rate", type=float, default=1000.0, help="events/s of the latency run")
     add("--duration", type=float, default=20.0, help="seconds of the latency run (0 skips it)")
     add("--warmup", type=float, default=2.0, help="seconds at --rate before the latency window")

@@ -28,6 +28,7 @@ from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.admin.repository import known_by
+from services.predictive.repository import lead_predictions
 from services.scoring import rulebook
 from services.scoring.engine import Scorer
 from services.scoring.repository import LEAD_COLUMNS, LeadRow
@@ -150,6 +151,7 @@ class LeadHistory:
     events: Sequence[Any]  # rows of event_id, type, name, occurred_at, bot
     ledger: Sequence[ScoreLedgerEntry]
     accounts: Sequence[Any]  # rows of account_id, score
+    predictions: Sequence[dict[str, Any]] = ()  # lead_predictions rows, one per funnel model
 
 
 async def lead_history(session: AsyncSession, lead_id: uuid.UUID) -> LeadHistory:
@@ -178,7 +180,8 @@ async def lead_history(session: AsyncSession, lead_id: uuid.UUID) -> LeadHistory
         .where(AccountMember.lead_id == lead_id)
         .order_by(Account.account_id)
     )
-    return LeadHistory(list(reversed(changes.all())), events.all(), ledger.all(), accounts.all())
+    predicted = await lead_predictions(session, lead_id)
+    return LeadHistory(list(reversed(changes.all())), events.all(), ledger.all(), accounts.all(), predicted)
 
 
 async def ledger_page(

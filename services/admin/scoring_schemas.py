@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.admin.schemas import LeadOut
+from services.predictive.schemas import LeadPredictionOut
 from services.scoring.rules import RuleSet
 
 Note = Annotated[str, StringConstraints(max_length=500)]
@@ -60,6 +61,9 @@ class LeadDetail(LeadOut):
     recent_events: list[RecentEvent] = Field(description="The latest 20 events, newest first")
     ledger: list[LedgerEntryOut] = Field(description="The latest 50 ledger entries, newest first")
     accounts: list[LeadAccount]
+    predictions: list[LeadPredictionOut] = Field(
+        default_factory=list, description="Predicted probability per funnel model with an active model, and why"
+    )
 
 
 class LedgerTotals(BaseModel):

@@ -28,6 +28,7 @@ from services.admin.scoring_schemas import (
     SalesDecision,
     StageChangeOut,
 )
+from services.predictive.schemas import LeadPredictionOut
 from services.scoring.engine import SALES_DECISION, Effects, Scorer, score_of
 from services.scoring.replay import rebuild, state_of
 from services.scoring.repository import HistoryEvent, LeadRow
@@ -152,6 +153,7 @@ def lead_detail(
         ],
         ledger=[ledger_entry(e) for e in history.ledger],
         accounts=[LeadAccount(account_id=a.account_id, score=a.score) for a in history.accounts],
+        predictions=[LeadPredictionOut.model_validate(p) for p in history.predictions],
     )
 
 

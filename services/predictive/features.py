@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from services.scoring.conditions import _number  # the rule DSL's reading of "1,200" and 50.0 alike
 from services.scoring.rules import FREE_MAIL_DOMAINS
 
 WINDOWS = (7, 30, 90)  # days
 LONGEST = timedelta(days=max(WINDOWS))
+MAX_EVENTS = 2000  # a lead's latest events in the longest window that count
 CATEGORICAL = ("industry", "country", "seniority")
 VOCAB_PREFIXES = tuple(f"{c}=" for c in CATEGORICAL) + ("event:",)
 
@@ -66,19 +68,6 @@ KEY_EVENTS: dict[str, Callable[[Event], bool]] = {
 }
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value.replace(",", "").strip())
-        except ValueError:
-            return None
-    return None
-
-
 def fit_features(traits: dict[str, Any], email: str | None) -> dict[str, float]:
     """Who the lead is: title level, company size, email kind, categorical traits one-hot."""
     out: dict[str, float] = {}
@@ -111,9 +100,10 @@ def behaviour_features(events: Iterable[Event], at: datetime) -> dict[str, float
     last: dict[str, datetime] = {}
     named: dict[str, int] = {}
     days: set[int] = set()
-    for e in events:
-        if e.at > at or at - e.at > LONGEST:
-            continue
+    window = [e for e in events if e.at <= at and at - e.at <= LONGEST]
+    if len(window) > MAX_EVENTS:  # one hot lead costs no more than this (serving reads no more either)
+        window = sorted(window, key=lambda e: e.at, reverse=True)[:MAX_EVENTS]
+    for e in window:
         age = (at - e.at).total_seconds() / 86400
         for key, test in KEY_EVENTS.items():
             if test(e):

@@ -21,6 +21,7 @@ from sklearn.calibration import CalibratedClassifierCV  # type: ignore[import-un
 from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
 from sklearn.pipeline import Pipeline  # type: ignore[import-untyped]
 from sklearn.preprocessing import StandardScaler  # type: ignore[import-untyped]
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 Matrix = NDArray[np.float64]
 FORMAT = "logistic-v1"
@@ -78,7 +79,9 @@ def fit(x: Matrix, y: NDArray[np.int_], features: Sequence[str], c: float = 0.5,
     """A calibrated logistic regression on (x, y); needs at least `folds` rows of each class."""
     pipe = Pipeline([("scale", StandardScaler()), ("lr", LogisticRegression(C=c, max_iter=2000))])
     calibrated = CalibratedClassifierCV(pipe, method="sigmoid", cv=folds, ensemble=False)
-    calibrated.fit(x, y)
+    # One BLAS thread: these matrices are small, and spinning threads on a busy host cost more than they give.
+    with threadpool_limits(limits=1):
+        calibrated.fit(x, y)
     inner = calibrated.calibrated_classifiers_[0]
     fitted: Pipeline = inner.estimator
     scaler: StandardScaler = fitted.named_steps["scale"]

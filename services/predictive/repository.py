@@ -12,7 +12,7 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.predictive.features import Event
+from services.predictive.features import MAX_EVENTS, Event
 from services.predictive.service import LeadHistory
 from services.scoring import repository as scoring_repository
 
@@ -218,13 +218,14 @@ async def artifacts(session: AsyncSession, versions: Iterable[int]) -> dict[int,
 async def recent_events(
     session: AsyncSession, lead_ids: Sequence[uuid.UUID], since: datetime
 ) -> dict[uuid.UUID, list[Event]]:
-    """The leads' human events since `since`, narrow: what features need."""
+    """Each lead's latest human events since `since` (at most MAX_EVENTS), narrow: what features need."""
     rows = await session.execute(
         text(
-            "SELECT lead_id, type, name, properties->>'path' AS path, occurred_at FROM lead_events "
-            "WHERE lead_id = ANY(CAST(:ids AS uuid[])) AND occurred_at >= :since AND bot IS NULL"
+            "SELECT l.id AS lead_id, e.type, e.name, e.path, e.occurred_at FROM unnest(CAST(:ids AS uuid[])) AS l(id) "
+            "CROSS JOIN LATERAL (SELECT type, name, properties->>'path' AS path, occurred_at FROM lead_events "
+            "WHERE lead_id = l.id AND occurred_at >= :since AND bot IS NULL ORDER BY occurred_at DESC LIMIT :cap) e"
         ),
-        {"ids": list(lead_ids), "since": since},
+        {"ids": list(lead_ids), "since": since, "cap": MAX_EVENTS},
     )
     found: dict[uuid.UUID, list[Event]] = {}
     for r in rows:

@@ -78,12 +78,12 @@ def features_at(lead: LeadHistory, events: list[Event], at: datetime) -> dict[st
 
 
 def snapshot(
-    leads: list[LeadHistory], at: datetime, horizon: timedelta
+    leads: list[LeadHistory], at: datetime, horizon: timedelta, events_of: dict[uuid.UUID, list[Event]] | None = None
 ) -> tuple[list[LeadHistory], list[dict[str, float]], list[int]]:
     """The leads eligible at `at`, their features then, and whether they reached the target in time."""
     chosen, rows, labels = [], [], []
     for lead in leads:
-        events = feature_events(lead.events)
+        events = events_of[lead.lead_id] if events_of is not None else feature_events(lead.events)
         if not events or events[0].at > at:
             continue
         if lead.reached_at is not None and lead.reached_at <= at:
@@ -113,11 +113,12 @@ def train(leads: list[LeadHistory], scorer: Scorer, now: datetime, params: Param
     test_at = now - horizon
     train_rows: list[dict[str, float]] = []
     train_labels: list[int] = []
+    events_of = {lead.lead_id: feature_events(lead.events) for lead in leads}
     for k in range(1, params.train_snapshots + 1):
-        _, rows, labels = snapshot(leads, test_at - k * horizon, horizon)
+        _, rows, labels = snapshot(leads, test_at - k * horizon, horizon, events_of)
         train_rows += rows
         train_labels += labels
-    test_leads, test_rows, test_labels = snapshot(leads, test_at, horizon)
+    test_leads, test_rows, test_labels = snapshot(leads, test_at, horizon, events_of)
     metrics: dict[str, Any] = {
         "train": {"leads": len(train_rows), "positives": sum(train_labels),
                   "snapshots": [(test_at - k * horizon).isoformat() for k in range(1, params.train_snapshots + 1)]},

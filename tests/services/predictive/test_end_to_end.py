@@ -90,8 +90,9 @@ async def test_train_activate_predict_move_a_stage_and_roll_back(settings_kwargs
 
         assert await eventually(lambda: _is(stage("hot"), "likely"), what="hot lead in stage likely")
         assert await stage("cold") == "lead"
-        history = (await c.get(f"{api}/leads/hot", headers=stack.admin)).json()["stage_history"]
-        assert [h["to"] for h in history if h["model"] == "b2b"][-1] == "likely"
+        detail = (await c.get(f"{api}/leads/hot", headers=stack.admin)).json()
+        assert [h["to"] for h in detail["stage_history"] if h["model"] == "b2b"][-1] == "likely"
+        assert detail["predictions"][0]["probability"] >= THRESHOLD and detail["predictions"][0]["top_features"]
 
         async def visit_until_predicted_by(version: int) -> dict[str, Any]:
             """Scoring processes see an activation within a second: visit again until it shows."""

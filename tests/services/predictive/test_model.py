@@ -101,3 +101,13 @@ def test_decision_needs_positives_and_a_gain() -> None:
     assert not decide(50, 50, -0.01, 0.3, 30, 0.95).activate
     assert not decide(50, 50, 0.01, -0.01, 30, 0.95).activate
     assert decide(50, 50, 0.01, 0.01, 30, 0.95).activate
+
+
+def test_only_a_leads_latest_events_count_so_a_hot_lead_costs_no_more() -> None:
+    from services.predictive.features import MAX_EVENTS
+
+    old = [Event("page", None, "/pricing", AT - timedelta(days=60, seconds=i)) for i in range(50)]
+    recent = [Event("page", None, "/blog", AT - timedelta(seconds=i)) for i in range(MAX_EVENTS)]
+    f = extract({}, None, old + recent, AT)
+    assert f["page_90d"] == pytest.approx(math.log1p(MAX_EVENTS))
+    assert f["pricing_90d"] == 0  # pushed out by the newer ones

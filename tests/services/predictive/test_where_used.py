@@ -1,0 +1,52 @@
+"""The prediction wherever a score is used: stage criteria of the rules and sequence branches."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from services.nurture.sequences.definition import Branch
+from services.nurture.sequences.service import LeadView, branch_holds
+from services.scoring.engine import Effects, Scorer
+from services.scoring.rules import RuleSet
+
+AT = datetime(2026, 6, 1, tzinfo=UTC)
+RULES = RuleSet.model_validate({
+    "models": [{"name": "b2b", "stages": [
+        {"name": "visitor"},
+        {"name": "likely", "entry": {"all": [{"kind": "prediction", "gte": 0.6}]},
+         "exit": {"all": [{"kind": "prediction", "lt": 0.3}]}},
+    ]}],
+})  # fmt: skip
+
+
+def test_a_stage_is_entered_and_left_on_the_prediction() -> None:
+    scorer = Scorer(RULES, 1)
+    assert scorer.uses_prediction
+    state = scorer.new_state(user_id="u")
+    fx = Effects()
+    scorer.evaluate(state, AT, None, fx)
+    assert state.stages["b2b"] == "visitor"  # no prediction: the criterion fails
+    state.predictions["b2b"] = 0.7
+    scorer.evaluate(state, AT, None, fx)
+    assert state.stages["b2b"] == "likely"
+    state.predictions["b2b"] = 0.4  # between the thresholds: stays
+    scorer.evaluate(state, AT, None, fx)
+    assert state.stages["b2b"] == "likely"
+    state.predictions["b2b"] = 0.2
+    scorer.evaluate(state, AT, None, fx)
+    assert [(c.from_stage, c.to_stage, c.kind) for c in fx.stage_changes] == [
+        ("visitor", "likely", "entry"),
+        ("likely", "visitor", "exit"),
+    ]
+    assert state.to_json()["predictions"] == {"b2b": 0.2}
+
+
+def test_a_sequence_branch_tests_the_prediction() -> None:
+    branch = Branch.model_validate(
+        {"id": "b", "type": "branch", "all": [{"prediction_gte": 0.5, "model": "b2b"}], "then": "x"}
+    )
+    lead = LeadView(uuid.uuid4(), "u", None, None)
+    assert not branch_holds(branch, lead, lambda _: False)
+    assert branch_holds(branch, LeadView(uuid.uuid4(), "u", None, None, predictions={"b2b": 0.8}), lambda _: False)
+    assert not branch_holds(branch, LeadView(uuid.uuid4(), "u", None, None, predictions={"b2b": 0.3}), lambda _: False)
