@@ -114,8 +114,9 @@ def background_tasks(
     name: str, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], producer: AIOKafkaProducer
 ) -> list[asyncio.Task[None]]:
     """Periodic work that rides along with a consumer process: with scoring, retention, webhook delivery,
-    rescoring after a rule-set change, the scoring tick and, if configured, predictive training; with nurture, the step scheduler and the
-    sweeper that marks sends whose process died as `unknown`; with analytics, the stalled-lead alert.
+    rescoring after a rule-set change, the scoring tick and, if configured, predictive training; with
+    nurture, the step scheduler and the sweeper that marks sends whose process died as `unknown`; with
+    analytics, the stalled-lead alert.
 
     Stopped by cancellation: a delivery cut short mid-POST is retried once its lease expires, and a
     rescore chunk cut short is rolled back and done again."""
