@@ -101,18 +101,7 @@ async def lead_facts(
             carts.setdefault(r.lead_id, []).append(
                 CartFact(r.status, r.item_count, total, r.started_at, r.last_activity_at)
             )
-    unsubscribed = set(
-        (
-            await session.scalars(
-                text(
-                    "SELECT lead_id FROM subscriptions WHERE lead_id = ANY(CAST(:ids AS uuid[])) AND topic = '*' "
-                    "AND status = ANY(CAST(:dead AS text[])) UNION SELECT l.lead_id FROM leads l JOIN suppressions s "
-                    "ON s.email = lower(l.email) WHERE l.lead_id = ANY(CAST(:ids AS uuid[]))"
-                ),
-                params | {"dead": list(UNSUBSCRIBED)},
-            )
-        ).all()
-    )
+    unsubscribed = await unsubscribed_leads(session, ids)
     return {
         r.lead_id: LeadFacts(
             lead_id=r.lead_id,
@@ -131,6 +120,19 @@ async def lead_facts(
         )  # fmt: skip
         for r in leads
     }
+
+
+async def unsubscribed_leads(session: AsyncSession, lead_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
+    """Leads unsubscribed from everything, bounced or complained, or whose address is suppressed."""
+    rows = await session.scalars(
+        text(
+            "SELECT lead_id FROM subscriptions WHERE lead_id = ANY(CAST(:ids AS uuid[])) AND topic = '*' "
+            "AND status = ANY(CAST(:dead AS text[])) UNION SELECT l.lead_id FROM leads l JOIN suppressions s "
+            "ON s.email = lower(l.email) WHERE l.lead_id = ANY(CAST(:ids AS uuid[]))"
+        ),
+        {"ids": sorted(set(lead_ids)), "dead": list(UNSUBSCRIBED)},
+    )
+    return set(rows.all())
 
 
 async def current_members(

@@ -22,6 +22,7 @@ from services.nurture.audiences import sync_repository as repo
 from services.nurture.audiences.destinations import Member, SyncError
 from services.nurture.audiences.destinations.google import GoogleCustomerMatch
 from services.nurture.audiences.destinations.meta import MetaCustomAudience
+from services.nurture.audiences.repository import unsubscribed_leads
 from shared import outbox
 from shared.events import derived_id
 from shared.settings import NurtureSettings
@@ -80,6 +81,8 @@ class Syncer:
             limit = WEBHOOK_BATCH if claimed.kind == "webhook" else self.settings.audience_batch_size * 5
             items = await repo.queued(session, claimed.id, limit)
             adds, removes, erased = collapse(items)
+            if claimed.exclude_unsubscribed:  # consent checked at the last moment before anything leaves
+                adds = sorted(set(adds) - await unsubscribed_leads(session, adds))
             current = await repo.current_hashes(session, adds)
             before = await repo.pushed(session, claimed.id, adds + removes)
             added = {lead: current[lead] for lead in adds if lead in current and current[lead]}

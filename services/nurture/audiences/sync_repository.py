@@ -24,6 +24,7 @@ class Claimed:
     config: dict[str, Any]
     credentials: dict[str, Any]
     failures: int
+    exclude_unsubscribed: bool
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,8 @@ async def claim(session: AsyncSession, now: datetime, lease_seconds: float) -> C
                 "ORDER BY d.next_attempt_at LIMIT 1 FOR UPDATE OF d SKIP LOCKED) "
                 "UPDATE audience_destinations d SET lease_until = :lease, last_attempt_at = :now FROM due, audiences a "
                 "WHERE d.id = due.id AND a.id = d.audience_id "
-                "RETURNING d.id, d.audience_id, a.name, d.kind, d.config, d.credentials, d.failures"
+                "RETURNING d.id, d.audience_id, a.name, d.kind, d.config, d.credentials, d.failures, "
+                "coalesce((a.definition->>'exclude_unsubscribed')::boolean, true)"
             ),
             {"now": now, "lease": now + timedelta(seconds=lease_seconds)},
         )

@@ -111,3 +111,20 @@ async def test_a_failure_backs_off_exponentially_and_keeps_the_queue(settings_kw
         row = await e.row("SELECT status, failures, last_error, pushed_count FROM audience_destinations")
         assert row == {"status": "ok", "failures": 0, "last_error": None, "pushed_count": 1}
         assert fake.meta["6001"] == {(sha("bob@example.org"), "")}
+
+
+async def test_consent_is_checked_at_the_last_moment_before_an_add_leaves(settings_kwargs: dict[str, Any]) -> None:
+    async with env(settings_kwargs) as e, fake_platforms() as fake, httpx.AsyncClient() as client:
+        await setup(e, fake)
+        sync = syncer(e, settings_kwargs, fake, client)
+        gone, kept = await lead(e, "gone@example.com"), await lead(e, "kept@example.com")
+        await queue(e, "add", gone, kept)
+        # unsubscribed through the admin API after joining: no event, the membership is still there
+        await sql(
+            e, "INSERT INTO subscriptions (lead_id, topic, status, method, changed_at) "
+            "VALUES (:l, '*', 'unsubscribed', 'admin', :at)", l=gone, at=NOW,
+        )  # fmt: skip
+        assert await sync.sync_one(NOW)
+        assert fake.meta["6001"] == {(sha("kept@example.com"), "")}
+        assert await e.scalar("SELECT count(*) FROM audience_sync_queue") == 0
+        assert await e.scalar("SELECT pushed_count FROM audience_destinations") == 1
