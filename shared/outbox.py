@@ -35,6 +35,7 @@ EVENT_TYPES: dict[str, str] = {
     "lead.mql": "a lead became a marketing-qualified lead",
     "lead.attention": "a lead needs a salesperson's attention",
     "lead.stage_changed": "a lead moved to another funnel stage",
+    "analytics.stalled_leads": "a funnel model's count of stalled leads reached the alert threshold",
 }
 ALL_EVENTS = "*"
 PING = "ping"

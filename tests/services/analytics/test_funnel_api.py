@@ -111,7 +111,7 @@ async def test_funnel_money_backfill_and_stalled_alert(settings_kwargs: dict[str
 
         r = await client.post(
             f"{stack.base_url}/api/webhook-endpoints",
-            json={"url": "http://127.0.0.1:9/hook", "event_types": ["*"]},
+            json={"url": "http://127.0.0.1:9/hook", "event_types": ["analytics.stalled_leads"]},
             headers=stack.admin,
         )
         assert r.status_code == 201, r.text
