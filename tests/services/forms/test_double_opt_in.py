@@ -116,6 +116,12 @@ async def test_no_js_submit_then_confirm_subscribes_the_lead_and_sends_the_lead_
         assert props["utm_source"] == "newsletter" and props["form_id"] == form["id"]
         assert len(smtp_sink.received(to)) == 2
 
+        # The confirmed submission carries the lead id: erasure (GDPR) removes it with the rest of the person.
+        erased = await f.client.delete(f"{f.base}/api/leads/{to}", params={"by": "email"}, headers=f.stack.admin)
+        assert erased.status_code == 200, erased.text
+        assert erased.json()["removed"]["form_submissions"] == 1
+        assert await f.scalar("SELECT count(*) FROM form_submissions WHERE email = :e", e=to) == 0
+
 
 async def _lead_with_stage(f: Any, email: str, stage: str) -> dict[str, Any] | None:
     lead: dict[str, Any] = await f.lead(email)
