@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -57,6 +57,8 @@ AdminDep = Depends(require_admin)
 # scope="function": the transaction commits before the answer is sent, so a client never reads old
 # data right after a 200, and a failed commit is an error answer, not a 200.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+# A stored version number (a PostgreSQL integer): larger ones name nothing, a 400 rather than a failed query.
+VersionPath = Annotated[int, Path(ge=1, le=2**31 - 1)]
 ERRORS: dict[int | str, dict[str, object]] = {401: {"model": Problem}, 404: {"model": Problem}, 400: {"model": Problem}}
 
 

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.admin import scoring_repository as repo
 from services.admin import scoring_service as svc
-from services.admin.api import ERRORS, AdminDep, SessionDep, lead_detail
+from services.admin.api import ERRORS, AdminDep, SessionDep, VersionPath, lead_detail
 from services.admin.schemas import Problem
 from services.admin.scoring_schemas import (
     Activate,
@@ -154,7 +154,7 @@ def scoring_router(settings: Settings) -> APIRouter:
         return rule_set_out(await rulebook.active(session))
 
     @router.get("/scoring/rule-sets/{version}", response_model=RuleSetOut, tags=["scoring"])
-    async def get_rule_set(version: int, session: SessionDep) -> RuleSetOut:
+    async def get_rule_set(version: VersionPath, session: SessionDep) -> RuleSetOut:
         """One rule-set version with its rules."""
         row = await rulebook.get(session, version)
         if row is None:
@@ -175,7 +175,7 @@ def scoring_router(settings: Settings) -> APIRouter:
         tags=["scoring"],
     )
     async def activate_rule_set(
-        version: int, session: SessionDep, body: Annotated[Activate | None, Body()] = None
+        version: VersionPath, session: SessionDep, body: Annotated[Activate | None, Body()] = None
     ) -> RescoreJobOut:
         """Make a version the active one and start a rescore job: every lead is rebuilt from its history
         under it. Events scored meanwhile use the new rules already. Follow the job at /scoring/rescores/{id}."""

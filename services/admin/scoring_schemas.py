@@ -194,7 +194,9 @@ class DryRunRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     rules: RuleSet | None = Field(default=None, description="Rules to try; default the active rule set")
-    version: int | None = Field(default=None, ge=1, description="A stored version to try instead of `rules`")
+    version: int | None = Field(
+        default=None, ge=1, le=2**31 - 1, description="A stored version to try instead of `rules`"
+    )
     days: int = Field(default=30, ge=1, le=365, description="The window: the last N days")
     model: str | None = Field(default=None, max_length=80, description="Funnel model; default the primary one")
     stage: str = Field(min_length=1, max_length=80, examples=["mql"])

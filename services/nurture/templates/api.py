@@ -11,7 +11,7 @@ from fastapi import APIRouter, Body, HTTPException, Query
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.admin.api import ERRORS, AdminDep, SessionDep
+from services.admin.api import ERRORS, AdminDep, SessionDep, VersionPath
 from services.admin.schemas import Problem
 from services.nurture.templates import repository, service
 from services.nurture.templates.context import sample_context
@@ -107,7 +107,7 @@ def templates_router() -> APIRouter:
         return await detail(session, await found(session, template_id))
 
     @router.get("/templates/{template_id}/versions/{version}", response_model=VersionOut)
-    async def get_version(template_id: uuid.UUID, version: int, session: SessionDep) -> VersionOut:
+    async def get_version(template_id: uuid.UUID, version: VersionPath, session: SessionDep) -> VersionOut:
         """One version's parts, as saved."""
         got = await repository.get_version(session, template_id, version)
         if got is None:

@@ -99,7 +99,7 @@ class TemplateDetail(TemplateOut):
 
 class PreviewRequest(BaseModel):
     user_id: str | None = Field(default=None, max_length=512, description="Lead to render for; default a sample")
-    version: int | None = Field(default=None, ge=1, description="Default the current version")
+    version: int | None = Field(default=None, ge=1, le=2**31 - 1, description="Default the current version")
     extra: dict[str, Any] | None = Field(default=None, description="Default the version's `sample_extra`")
 
 
