@@ -4,13 +4,16 @@ An ASGI middleware around the admin API. For each state-changing request it read
 was before (a GET of the same path, or of the resource an action is posted to, where the API has one),
 lets the route run, and writes one audit row — actor, method, path, status, request body, the before and
 the answer (the resource after, or the error), secrets redacted — before the answer leaves, so a client
-that got its answer finds the entry. Requests refused before anyone was identified (401) are not recorded.
+that got its answer finds the entry. Requests refused before anyone was identified (401) are not recorded;
+an erasure is recorded without the person's identity or data, and the entries before it that name the
+person (in the path or a body) lose their bodies.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -23,6 +26,7 @@ from services.console.service import SALES_DECISION, Actor, is_change, redact
 
 log = logging.getLogger(__name__)
 MAX_STORED = 64 * 1024
+ERASURE = re.compile(r"^/api/leads/[^/]+$")
 
 
 def body_value(raw: bytes, content_type: str) -> Any:
@@ -40,9 +44,17 @@ def body_value(raw: bytes, content_type: str) -> Any:
     return {"content_type": content_type or None, "bytes": len(raw)}
 
 
-def resource_path(method: str, path: str) -> str | None:
+def erasure(method: str, path: str) -> bool:
+    """DELETE /api/leads/{identity} erases a person: the audit log keeps that it happened, not who."""
+    return method == "DELETE" and bool(ERASURE.match(path))
+
+
+def resource_path(method: str, path: str, content_type: str) -> str | None:
     """Where the API shows the resource a change applies to: the path itself, or the one an action is
-    posted to (POST /api/sequences/{id}/activate → /api/sequences/{id}); None for a creation."""
+    posted to (POST /api/sequences/{id}/activate → /api/sequences/{id}); None for a creation, an erasure
+    and uploads (CSV imports, files), whose GET may be a download rather than a JSON resource."""
+    if erasure(method, path) or (content_type and "json" not in content_type):
+        return None
     if method in ("PUT", "PATCH", "DELETE"):
         return path
     parts = path.rstrip("/").split("/")
@@ -77,7 +89,8 @@ class AuditMiddleware:
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
         raw = b"".join(chunks)
-        before = await self._read(scope, resource_path(scope["method"], scope["path"]))
+        content_type = _header(scope, b"content-type")
+        before = await self._read(scope, resource_path(scope["method"], scope["path"], content_type))
 
         sent = False
 
@@ -120,6 +133,9 @@ class AuditMiddleware:
     async def _record(self, scope: Scope, actor: Actor, raw: bytes, before: Any, held: list[Message]) -> None:
         status, body, content_type = _parts(held)
         path = scope["path"]
+        erased = erasure(scope["method"], path)
+        if erased:
+            path, raw, body = "/api/leads/[erased]", b"", b""
         maker: async_sessionmaker[AsyncSession] = scope["app"].state.sessionmaker
         try:
             async with maker() as session, session.begin():
@@ -131,12 +147,15 @@ class AuditMiddleware:
                     via=actor.via,
                     kind="sales_decision" if SALES_DECISION.match(path) else "change",
                     method=scope["method"],
-                    path=path + (f"?{scope['query_string'].decode()}" if scope.get("query_string") else ""),
+                    path=path
+                    + (f"?{scope['query_string'].decode()}" if scope.get("query_string") and not erased else ""),
                     status=status,
                     request=body_value(raw, _header(scope, b"content-type")),
                     before=before,
                     after=body_value(body, content_type),
                 )
+                if erased and status == 200:
+                    await repository.scrub_audit(session, scope["path"].rsplit("/", 1)[1])
         except Exception:
             log.exception("audit: recording %s %s by %s failed", scope["method"], path, actor.label)
 

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Text, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -175,3 +175,16 @@ async def list_audit(
     if before_id is not None:
         query = query.where(AuditEntry.id < before_id)
     return list(await session.scalars(query))
+
+
+async def scrub_audit(session: AsyncSession, identity: str) -> int:
+    """After an erasure: entries that name the person (in the path or a body) lose their bodies and path."""
+    quoted = func.to_jsonb(identity).cast(Text)
+    named = or_(
+        AuditEntry.path.contains(f"/{identity}", autoescape=True),
+        *(column.cast(Text).contains(quoted) for column in (AuditEntry.request, AuditEntry.before, AuditEntry.after)),
+    )
+    result = await session.execute(
+        update(AuditEntry).where(named).values(path="[erased]", request=None, before=None, after={"erased": True})
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

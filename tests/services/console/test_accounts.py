@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -14,10 +15,11 @@ from typing import Any
 import httpx
 
 from funnelstream.apps import create_app
-from services.console import accounts
+from services.console import accounts, repository
 from services.console.accounts import AccountError
 from services.console.service import is_change
 from shared.db import make_engine, make_sessionmaker
+from shared.models import Lead, LeadIdentity
 from shared.settings import AdminSettings
 from tests.helpers import basic, eventually
 from tests.services.console.stack import PASSWORD, SECRET, console_stack
@@ -309,3 +311,35 @@ async def test_sales_decision_is_audited_with_the_lead_before_and_after(
         assert entry["request"]["reason"] == "met at the fair" and entry["status"] == r.status_code
         assert entry["before"]["stages"] == before["stages"] and entry["before"]["user_id"] == "ann"
         assert entry["after"] == r.json()
+
+
+async def test_an_erasure_leaves_no_trace_of_the_person_in_the_audit_log(
+    settings_kwargs: dict[str, Any], tmp_path: Path
+) -> None:
+    async with console_stack(settings_kwargs, tmp_path) as stack, httpx.AsyncClient(timeout=30) as client:
+        engine = make_engine(settings_kwargs["database_url"])
+        try:
+            async with make_sessionmaker(engine)() as session, session.begin():
+                lead = Lead(lead_id=uuid.uuid4(), user_id="ann", email="ann@example.com")
+                session.add(lead)
+                await session.flush()
+                session.add(LeadIdentity(kind="user", value="ann", lead_id=lead.lead_id))
+                common = {"actor": "x", "role": "admin", "via": "admin_token", "kind": "change", "status": 200}
+                await repository.add_audit(
+                    session, **common, method="POST", path="/api/leads/ann/stage", request={}, before=None, after={}
+                )
+                await repository.add_audit(
+                    session, **common, method="PUT", path="/api/other", request={"user_id": "ann"}, before=None,
+                    after={},
+                )  # fmt: skip
+                await repository.add_audit(
+                    session, **common, method="PUT", path="/api/kept", request={"user_id": "bob"}, before=None,
+                    after={},
+                )  # fmt: skip
+        finally:
+            await engine.dispose()
+        r = await client.delete(f"{stack.base_url}/api/leads/ann", headers=stack.admin)
+        assert r.status_code == 200, r.text
+        entries = (await client.get(f"{stack.base_url}/api/audit", headers=stack.admin)).json()["entries"]
+        assert "ann" not in json.dumps(entries)
+        assert [e["path"] for e in entries] == ["/api/leads/[erased]", "/api/kept", "[erased]", "[erased]"]
