@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.responses import JSONResponse
 
 from services.admin import scoring_repository
 from services.admin.api import ERRORS, AdminDep, SessionDep
+from services.admin.schemas import Problem
 from services.predictive import repository
 from services.predictive.schemas import LeadPredictionOut, ModelRun, RollbackOut, TrainRequest
 from services.predictive.training import TrainingError, params_of, run_training
@@ -39,13 +40,17 @@ def predictive_router(settings: PredictiveSettings) -> APIRouter:
         return [ModelRun.model_validate(r) for r in await repository.runs(session, funnel_model, limit)]
 
     @router.get("/predictive/models/{version}", response_model=ModelRun)
-    async def run(version: int, session: SessionDep) -> ModelRun:
+    async def run(version: Annotated[int, Path(ge=1, le=2_147_483_647)], session: SessionDep) -> ModelRun:
         found = await repository.run(session, version)
         if found is None:
             raise HTTPException(404, f"no predictive model {version}")
         return ModelRun.model_validate(found)
 
-    @router.post("/predictive/models/{funnel_model}/rollback", response_model=RollbackOut)
+    @router.post(
+        "/predictive/models/{funnel_model}/rollback",
+        response_model=RollbackOut,
+        responses={409: {"model": Problem, "description": "No model of this funnel model is active"}},
+    )
     async def rollback(funnel_model: str, session: SessionDep) -> RollbackOut:
         """The active model steps down; the one active before it is active again (none if there was none)."""
         done = await repository.rollback(session, funnel_model)
