@@ -117,7 +117,7 @@ def api(request: Request, me: Viewer) -> httpx.AsyncClient:
     """A client of this app's admin API acting as the signed-in user."""
     return httpx.AsyncClient(
         transport=httpx.ASGITransport(app=request.app),
-        base_url="http://console.internal",
+        base_url=str(request.base_url).rstrip("/"),  # the API sees the browser's host (links in emails)
         cookies={SESSION_COOKIE: me.session_token},
         headers={CSRF_HEADER: me.csrf},
         timeout=30,

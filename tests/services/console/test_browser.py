@@ -1,7 +1,8 @@
-"""The console in a real headless browser (Debian's chromium) against the running product: a marketer
-signs in, writes a template (seeing an error at its line first), builds and activates a sequence, creates a
-source, sends an event with its write key and sees the email arrive in the dev mailbox; a viewer sees no
-way to change anything, and a forged change is refused."""
+"""The console in a real headless browser (Debian's chromium) against the running product: an admin
+invites a marketer, who follows the emailed link and sets a password, then writes a template (seeing an
+error at its line first), builds and activates a sequence, creates a source, sends an event with its
+write key and sees the email arrive in the dev mailbox; a viewer sees no way to change anything, and a
+forged change is refused."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from playwright.async_api import Browser, Page, expect
 
 from tests.helpers import basic, eventually
 from tests.services.console.stack import PASSWORD, console_stack
+from tests.services.console.test_accounts import mailbox_link
 
 BROKEN = "<p>Hello {{ lead.email }}</p>\n<p>{% if lead.email %}You are in.</p>"
 FIXED = "<p>Hello {{ lead.email }}</p>\n<p>{% if lead.email %}You are in.{% endif %}</p>"
@@ -32,8 +34,29 @@ async def test_marketer_builds_a_sequence_and_sees_its_email_viewer_changes_noth
 ) -> None:
     async with console_stack(settings_kwargs, tmp_path, pipeline=True) as stack, httpx.AsyncClient() as client:
         base = stack.base_url
-        await stack.user(client, "marketer@example.com", "marketer")
+        await stack.user(client, "boss@example.com", "admin")
         await stack.user(client, "viewer@example.com", "viewer")
+
+        # the admin invites the marketer on the Users screen; the marketer follows the emailed link
+        context = await browser.new_context(viewport={"width": 1366, "height": 800})
+        page = await context.new_page()
+        await sign_in(page, base, "boss@example.com")
+        await page.goto(f"{base}/console/users")
+        await page.fill("#invite-email", "marketer@example.com")
+        await page.select_option("#invite-role", "marketer")
+        await page.click("button:has-text('Send invitation')")
+        await expect(page.locator(".msg")).to_contain_text("email sent")
+        await context.close()
+        link = mailbox_link(tmp_path, "marketer@example.com")
+        context = await browser.new_context(viewport={"width": 1366, "height": 800})
+        page = await context.new_page()
+        await page.goto(link)
+        await page.fill("#name", "Mia")
+        await page.fill("#password", PASSWORD)
+        await page.fill("#password2", PASSWORD)
+        await page.click("button[type=submit]")
+        await expect(page.locator("header .who")).to_contain_text("marketer@example.com (marketer)")
+        await context.close()
         # with JavaScript, the template editor checks and previews while typing (htmx)
         context = await browser.new_context(viewport={"width": 1366, "height": 800})
         page = await context.new_page()
