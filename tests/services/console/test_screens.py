@@ -13,6 +13,7 @@ import httpx
 
 from services.console import accounts
 from shared.db import make_engine, make_sessionmaker
+from tests.helpers import basic, eventually
 from tests.services.console.stack import PASSWORD, console_stack
 from tests.services.console.test_accounts import CSRF, sign_in
 
@@ -226,3 +227,45 @@ async def test_experiment_screen_starts_shows_results_and_decides(
         assert r.status_code == 303
         page = await client.get(base + experiment)
         assert "(decided)" in page.text and "winner <strong>b</strong>" in page.text
+
+
+async def test_sales_rejects_a_lead_on_its_page_and_a_viewer_sees_no_decision_form(
+    settings_kwargs: dict[str, Any], tmp_path: Path
+) -> None:
+    async with (
+        console_stack(settings_kwargs, tmp_path, pipeline=True) as stack,
+        httpx.AsyncClient(timeout=60) as client,
+    ):
+        base = stack.base_url
+        await stack.user(client, "s@example.com", "sales")
+        await stack.user(client, "v@example.com", "viewer")
+        key = (await client.post(f"{base}/api/sources", json={"name": "web"}, headers=stack.admin)).json()["write_key"]
+        r = await client.post(f"{base}/v1/track", json={"userId": "ann", "event": "Demo"}, headers=basic(key))
+        assert r.status_code == 200
+
+        async def lead_stage() -> str | None:
+            r = await client.get(f"{base}/api/leads/ann", headers=stack.admin)
+            return str(r.json()["stage"]) if r.status_code == 200 else None
+
+        assert await eventually(lead_stage, what="the lead") == "lead"
+        async with httpx.AsyncClient(timeout=60) as viewer:
+            await sign_in(viewer, base, "v@example.com")
+            page = await viewer.get(f"{base}/console/leads/ann")
+            assert page.status_code == 200 and "Demo" in page.text and "Sales decision" not in page.text
+        await sign_in(client, base, "s@example.com")
+        page = await client.get(f"{base}/console/leads/ann")
+        assert "Sales decision" in page.text
+        r = await client.post(
+            f"{base}/console/leads/ann/decision",
+            data={"csrf": csrf_of(page.text), "decision": "reject", "reason": "no budget"},
+        )
+        assert r.status_code == 303, r.text
+        assert await eventually(lambda: _is(lead_stage, "visitor"), what="the lead recycled")
+        page = await client.get(f"{base}/console/leads/ann")
+        assert "stage (sales)" in page.text and "no budget" in page.text
+        entries = (await client.get(f"{base}/api/audit?kind=sales_decision", headers=stack.admin)).json()["entries"]
+        assert [(e["actor"], e["request"]["decision"]) for e in entries] == [("s@example.com", "reject")]
+
+
+async def _is(probe: Any, value: str) -> bool:
+    return bool(await probe() == value)
