@@ -39,6 +39,10 @@ PUBLIC: dict[tuple[str, str], str] = {
     ("POST", "/dashboard/login"): "dashboard sign-in (checks the admin token)",
     ("POST", "/dashboard/logout"): "dashboard sign-out (drops the cookie)",
     ("GET", "/dashboard/static/{name}"): "dashboard CSS and JavaScript",
+    ("GET", "/console/login"): "console sign-in page",
+    ("POST", "/console/login"): "console sign-in (checks the user's password)",
+    ("POST", "/console/logout"): "console sign-out",
+    ("GET", "/console/static/{name}"): "console CSS and JavaScript",
 }
 
 # Routes with a credential of their own (write key, signature, signed token): an anonymous call is refused.
@@ -59,7 +63,11 @@ OWN_CREDENTIAL: dict[tuple[str, str], str] = {
     ("POST", "/forms/confirm/{token}"): "signed double opt-in token",
     ("GET", "/forms/files/{token}"): "signed download token",
     ("GET", "/r/cart/{token}"): "signed cart recovery token",
+    ("GET", "/console/invite/{token}"): "signed console invitation",
+    ("POST", "/console/invite/{token}"): "signed console invitation",
 }
+# HTML pages behind a session cookie: refused means a redirect to their own sign-in page.
+SIGN_IN = {"/dashboard": "/dashboard/login", "/console": "/console/login"}
 
 PARAM = re.compile(r"{([^}:]+)(?::[^}]+)?}")
 
@@ -105,9 +113,15 @@ def test_the_enumeration_sees_every_part_of_the_product() -> None:
     assert not stale, f"listed routes the app no longer has: {sorted(stale)}"
 
 
+def sign_in_page(op: Op) -> str | None:
+    return next((page for prefix, page in SIGN_IN.items() if op.path.split("/")[1] == prefix[1:]), None)
+
+
 def refused(op: Op, response: httpx.Response) -> bool:
-    if op.path.startswith("/dashboard"):  # HTML pages: a redirect to the sign-in page, nothing else
-        return response.status_code == 303 and response.headers.get("location") == "/dashboard/login"
+    page = sign_in_page(op)
+    if page is not None:  # HTML pages: a redirect to the sign-in page, nothing else
+        location = response.headers.get("location", "")
+        return response.status_code == 303 and location.split("?")[0] == page
     return response.status_code in (401, 403)
 
 
@@ -139,6 +153,8 @@ async def test_the_admin_token_passes_every_admin_route(edge: Edge) -> None:
         assert signed_in.status_code == 303 and signed_in.headers["location"] == "/dashboard"
         wrong = []
         for op in ADMIN:
+            if op.path.startswith("/console"):
+                continue  # people sign in to the console with their own accounts (tests/services/console)
             if op.path.startswith("/dashboard"):
                 response = await browser.request(op.method, edge.base + op.url(), follow_redirects=False)
             else:
