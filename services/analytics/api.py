@@ -12,7 +12,7 @@ from sqlalchemy import text
 from services.admin.api import ERRORS, AdminDep, SessionDep
 from services.analytics import activity
 from services.analytics.queries import Filters
-from services.analytics.reports import Reports, UnknownModel
+from services.analytics.reports import Reports, UnknownModel, Unsupported
 from services.analytics.schemas import RateIn, SpendIn, SpendOut
 
 DEFAULT_DAYS = 30
@@ -35,6 +35,9 @@ async def filters(
     source_id: Annotated[str | None, Query(max_length=36, description="Source id (UUID)")] = None,
     utm_source: Annotated[str | None, Query(max_length=200)] = None,
     utm_campaign: Annotated[str | None, Query(max_length=200)] = None,
+    audience: Annotated[
+        str | None, Query(max_length=200, description="Segment (audience name); funnel only, read from history: slower")
+    ] = None,
 ) -> Filters:
     """The report filters: the fixed dimensions, all answered from the summary tables. An empty value
     (as an HTML form sends it) means no filter."""
@@ -48,7 +51,7 @@ async def filters(
         raise HTTPException(400, "start: must not be after end")
     if model is None:
         _, model = await reports_of(request).funnels(session)
-    return Filters(model, start, end, source, utm_source or None, utm_campaign or None)
+    return Filters(model, start, end, source, utm_source or None, utm_campaign or None, audience or None)
 
 
 FiltersDep = Annotated[Filters, Depends(filters)]
@@ -57,7 +60,7 @@ FiltersDep = Annotated[Filters, Depends(filters)]
 async def guarded(call: Any) -> dict[str, Any]:
     try:
         result: dict[str, Any] = await call
-    except UnknownModel as exc:
+    except (UnknownModel, Unsupported) as exc:
         raise HTTPException(400, str(exc)) from None
     return result
 

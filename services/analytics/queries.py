@@ -22,6 +22,7 @@ class Filters:
     source_id: uuid.UUID | None = None
     utm_source: str | None = None
     utm_campaign: str | None = None
+    audience: str | None = None  # a segment: not a summary dimension, answered from history (slower)
 
     def where(self, day_col: str = "day", model: bool = True) -> tuple[str, dict[str, Any]]:
         parts = [f"{day_col} BETWEEN :start AND :end"]
@@ -183,5 +184,32 @@ async def win_rates(session: AsyncSession, model: str, won: str, since: date) ->
             "GROUP BY stage"
         ),
         {"model": model, "won": won, "since": since},
+    )
+    return {r[0]: (int(r[1]), int(r[2])) for r in rows}
+
+
+async def funnel_counts_in_audience(session: AsyncSession, f: Filters, first_stage: str) -> dict[str, tuple[int, int]]:
+    """Like `funnel_counts` for the current members of audience `f.audience`: read from `stage_history`
+    and `analytics_leads` (the first stage's entries), so it scans history: the slow path."""
+    dims = " ".join(
+        f"AND a.{c} = :{c}" for c in ("source_id", "utm_source", "utm_campaign") if getattr(f, c) is not None
+    )
+    params: dict[str, Any] = {"model": f.model, "start": f.start, "end": f.end, "audience": f.audience,
+                              "first": first_stage, "source_id": f.source_id, "utm_source": f.utm_source,
+                              "utm_campaign": f.utm_campaign}  # fmt: skip
+    members = "JOIN audience_members m ON m.lead_id = a.lead_id AND m.audience = :audience AND m.removed_at IS NULL"
+    rows = await session.execute(
+        text(
+            "WITH h AS (SELECT h.to_stage, coalesce(h.from_stage, :first) AS from_stage FROM stage_history h "
+            f"JOIN analytics_leads a ON a.lead_id = h.lead_id {members} WHERE h.model = :model {dims} "
+            "AND h.occurred_at >= CAST(:start AS date) AND h.occurred_at < CAST(:end AS date) + 1) "
+            "SELECT stage, sum(entered), sum(exited) FROM ("
+            "SELECT to_stage AS stage, count(*) AS entered, 0 AS exited FROM h GROUP BY to_stage UNION ALL "
+            "SELECT from_stage, 0, count(*) FROM h GROUP BY from_stage UNION ALL "
+            f"SELECT :first, count(*), 0 FROM analytics_leads a {members} "
+            f"WHERE a.first_seen_at >= CAST(:start AS date) AND a.first_seen_at < CAST(:end AS date) + 1 {dims}) c "
+            "GROUP BY stage"
+        ),
+        {k: v for k, v in params.items() if v is not None or k in ("audience",)},
     )
     return {r[0]: (int(r[1]), int(r[2])) for r in rows}

@@ -22,6 +22,10 @@ class UnknownModel(Exception):
     pass
 
 
+class Unsupported(Exception):
+    """A filter this report cannot take."""
+
+
 class Reports:
     def __init__(self, settings: AnalyticsSettings) -> None:
         self.settings = settings
@@ -33,23 +37,31 @@ class Reports:
         won = [w.strip() for w in self.settings.analytics_won_stages.split(",")]
         return Funnels.from_rules(models, won), scorer.rules.primary_model
 
-    async def stages(self, session: AsyncSession, f: Filters) -> tuple[list[str], str]:
+    async def stages(self, session: AsyncSession, f: Filters, segment: bool = False) -> tuple[list[str], str]:
+        if f.audience is not None and not segment:
+            raise Unsupported("audience: only the funnel report takes a segment filter")
         funnels, _ = await self.funnels(session)
         if f.model not in funnels.stages:
             raise UnknownModel(f"no funnel model {f.model!r} (models: {', '.join(funnels.stages)})")
         return list(funnels.stages[f.model]), funnels.won[f.model]
 
     def _head(self, f: Filters, source: str = SUMMARY) -> dict[str, Any]:
-        dims = {k: getattr(f, k) for k in ("source_id", "utm_source", "utm_campaign") if getattr(f, k) is not None}
+        names = ("source_id", "utm_source", "utm_campaign", "audience")
+        dims = {k: getattr(f, k) for k in names if getattr(f, k) is not None}
         return {"model": f.model, "start": f.start, "end": f.end, "filters": dims, "answered_from": source}
 
     async def funnel(self, session: AsyncSession, f: Filters) -> dict[str, Any]:
-        stages, _ = await self.stages(session, f)
-        counts = await queries.funnel_counts(session, f)
+        stages, _ = await self.stages(session, f, segment=True)
+        if f.audience is not None:
+            counts = await queries.funnel_counts_in_audience(session, f, stages[0])
+            head = self._head(f, "stage_history and audience_members: a segment filter scans history (slower)")
+        else:
+            counts = await queries.funnel_counts(session, f)
+            head = self._head(f)
         rows = service.funnel_rows(stages, counts)
         bottleneck = next((r["stage"] for r in rows if r["bottleneck"]), None)
         rates = service.named_rates(stages, counts)
-        return {**self._head(f), "stages": rows, "bottleneck": bottleneck, "rates": rates}
+        return {**head, "stages": rows, "bottleneck": bottleneck, "rates": rates}
 
     async def trend(self, session: AsyncSession, f: Filters) -> dict[str, Any]:
         await self.stages(session, f)
@@ -141,7 +153,13 @@ class Reports:
         recovered = None
         if carts is not None:
             recovered = [
-                {"step": s, "orders": n, "revenue": service.cents(money.convert(amount, cur, end)), "currency": cur}
+                {
+                    "step": s,
+                    "orders": n,
+                    "revenue": service.cents(money.convert(amount, cur, end)),
+                    "order_currency": cur,
+                    "order_revenue": service.cents(amount),
+                }
                 for s, cur, n, amount in carts
             ]
         return {"start": start, "end": end, "steps": steps, "cart_recovery": recovered,

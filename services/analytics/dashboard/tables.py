@@ -69,7 +69,8 @@ async def email_steps(r: Reports, s: AsyncSession, f: Filters, _p: dict[str, str
 
 async def cart_recovery(r: Reports, s: AsyncSession, f: Filters, _p: dict[str, str]) -> Table:
     rows = (await r.email(s, f.start, f.end))["cart_recovery"] or []
-    return Table("Recovered carts per reminder step", ["step", "orders", "revenue", "currency"], rows)
+    cols = ["step", "orders", "revenue", "order_revenue", "order_currency"]
+    return Table("Recovered carts per reminder step (revenue in the reporting currency)", cols, rows)
 
 
 async def timeline(_r: Reports, s: AsyncSession, _f: Filters, p: dict[str, str]) -> Table:
