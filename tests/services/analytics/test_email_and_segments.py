@@ -27,7 +27,7 @@ async def test_email_steps_cart_recovery_and_segment_funnel(settings_kwargs: dic
         sent_at = datetime.now(UTC) - timedelta(hours=2)
         engine = make_engine(settings_kwargs["database_url"], pool_size=1)
         async with engine.begin() as conn:
-            ids = dict(
+            ids: dict[str, uuid.UUID] = dict(
                 (await conn.execute(text("SELECT user_id, lead_id FROM leads WHERE user_id IN ('u1', 'u2')"))).all()
             )
             sequence, enrollment = uuid.uuid4(), uuid.uuid4()
