@@ -34,6 +34,9 @@ from shared.settings import NurtureSettings
 from shared.tokens import InvalidToken
 
 Maker = async_sessionmaker[AsyncSession]
+# Guessing passwords: argon2 makes each try slow; this caps the tries per email (audited failures).
+FAILURES_ALLOWED = 10
+FAILURE_WINDOW = timedelta(minutes=15)
 
 
 class AccountError(Exception):
@@ -154,11 +157,20 @@ async def accept_invite(
 
 
 async def sign_in(maker: Maker, email: str, password: str, session_hours: float, now: datetime) -> NewSession | None:
-    """A new session when the password is right and the user is not disabled, else None."""
+    """A new session when the password is right and the user is not disabled, else None (the failure is
+    audited). AccountError (429) after FAILURES_ALLOWED failures for this email in FAILURE_WINDOW."""
+    address = normal_email(email)[:320]
     async with maker() as session, session.begin():
-        user = await repository.user_by_email(session, normal_email(email))
+        if await repository.recent_failures(session, address, now - FAILURE_WINDOW) >= FAILURES_ALLOWED:
+            raise AccountError("too many failed sign-ins for this email: try again in 15 minutes", None, 429)
+        user = await repository.user_by_email(session, address)
         ok = verify_password(user.password_hash if user else None, password)
         if user is None or not ok or user.disabled_at is not None:
+            await repository.add_audit(
+                session, actor=address, user_id=user.id if user else None, role=user.role if user else "none",
+                via="session", kind="sign_in_failed", method="POST", path="/console/login", status=401,
+                request=None, before=None, after=None,
+            )  # fmt: skip
             return None
         return await _start(session, user, session_hours, now)
 

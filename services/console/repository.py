@@ -188,3 +188,10 @@ async def scrub_audit(session: AsyncSession, identity: str) -> int:
         update(AuditEntry).where(named).values(path="[erased]", request=None, before=None, after={"erased": True})
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def recent_failures(session: AsyncSession, email: str, since: datetime) -> int:
+    query = select(func.count()).where(
+        AuditEntry.kind == "sign_in_failed", AuditEntry.actor == email, AuditEntry.at > since
+    )
+    return int(await session.scalar(query) or 0)

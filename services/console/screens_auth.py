@@ -87,13 +87,17 @@ def auth_router(settings: AdminSettings) -> APIRouter:
         fields = await form(request)
         check_pre_csrf(request, secret_key, fields)
         email, target = fields.get("email", ""), safe_next(fields.get("next"))
-        new = await accounts.sign_in(maker(request), email, fields.get("password", ""), hours, datetime.now(UTC))
+        try:
+            new = await accounts.sign_in(maker(request), email, fields.get("password", ""), hours, datetime.now(UTC))
+            error = "Wrong email or password, or the account is disabled."
+            status = 401
+        except AccountError as exc:
+            new, error, status = None, str(exc), exc.status
         if new is None:
             pre = pre_session(request)
             response = page(
-                "login.html", 401, csrf=form_token(secret_key, pre), next=target, email=email,
-                error="Wrong email or password, or the account is disabled.",
-            )  # fmt: skip
+                "login.html", status, csrf=form_token(secret_key, pre), next=target, email=email, error=error
+            )
             return with_pre(response, request, pre)
         await audit(request, "sign_in", new.user.email, new.user.id, new.user.role, 303)
         return signed_in(see_other(target), request, new, hours)

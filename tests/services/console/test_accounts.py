@@ -343,3 +343,18 @@ async def test_an_erasure_leaves_no_trace_of_the_person_in_the_audit_log(
         entries = (await client.get(f"{stack.base_url}/api/audit", headers=stack.admin)).json()["entries"]
         assert "ann" not in json.dumps(entries)
         assert [e["path"] for e in entries] == ["/api/leads/[erased]", "/api/kept", "[erased]", "[erased]"]
+
+
+async def test_sign_in_stops_after_ten_failures_for_an_email(settings_kwargs: dict[str, Any], tmp_path: Path) -> None:
+    async with console_stack(settings_kwargs, tmp_path) as stack, httpx.AsyncClient(timeout=30) as client:
+        await stack.user(client, "m@example.com", "marketer")
+        await stack.user(client, "o@example.com", "marketer")
+        for _ in range(10):
+            assert (await sign_in(client, stack.base_url, "M@example.com", "wrong password")).status_code == 401
+        r = await sign_in(client, stack.base_url, "m@example.com")  # the right password, too late
+        assert r.status_code == 429 and "too many failed sign-ins" in r.text
+        assert (await sign_in(client, stack.base_url, "o@example.com")).status_code == 303
+        failed = (
+            await client.get(f"{stack.base_url}/api/audit?kind=sign_in_failed&limit=50", headers=stack.admin)
+        ).json()
+        assert len(failed["entries"]) == 10 and {e["actor"] for e in failed["entries"]} == {"m@example.com"}
