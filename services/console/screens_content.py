@@ -159,6 +159,14 @@ def content_router() -> APIRouter:
         return await editor(request, me, template=found, fields=fields, status=status, problems=problems,
                             error=error_of(body))  # fmt: skip
 
+    @router.post("/templates/{template_id}/archive")
+    async def archive_template(template_id: str, request: Request, me: Me) -> Response:
+        check_csrf(me, await form(request))
+        status, body = await call(request, me, "POST", f"/api/templates/{template_id}/archive")
+        if status != 200:
+            return page("message.html", status, me=me, title="Templates", error=error_of(body))
+        return see_other(f"/console/templates?msg=Template+{body['name']}+archived")
+
     # -- sequences ---------------------------------------------------------------------------------
 
     @router.get("/sequences")
@@ -216,10 +224,46 @@ def content_router() -> APIRouter:
             return see_other(f"/console/sequences/{answer['id']}?msg=Sequence+created+as+a+draft")
         return await sequence_form(request, me, fields, status, error_of(answer))
 
+    async def sequence_page(
+        request: Request, me: Viewer, sequence_id: str, status: int = 200, **extra: Any
+    ) -> HTMLResponse:
+        found = await read(request, me, f"/api/sequences/{sequence_id}")
+        current = found["versions"][0]["definition"] if found["versions"] else {}
+        extra.setdefault("draft", json.dumps(current, indent=2))
+        extra.setdefault("dry_run", None)
+        return page("sequence.html", status, me=me, sequence=found, flow=await flow_of(request, me, found), **extra)
+
     @router.get("/sequences/{sequence_id}")
     async def sequence(sequence_id: str, request: Request, me: Me, msg: str | None = None) -> HTMLResponse:
-        found = await read(request, me, f"/api/sequences/{sequence_id}")
-        return page("sequence.html", me=me, sequence=found, flow=await flow_of(request, me, found), msg=msg)
+        return await sequence_page(request, me, sequence_id, msg=msg)
+
+    @router.post("/sequences/{sequence_id}/edit")
+    async def edit_sequence(sequence_id: str, request: Request, me: Me) -> Response:
+        """A new version from the edited JSON definition; leads inside keep theirs."""
+        fields = await form(request)
+        check_csrf(me, fields)
+        try:
+            definition = json.loads(fields.get("definition", ""))
+        except ValueError as exc:
+            return await sequence_page(request, me, sequence_id, 400, error=f"definition: not JSON ({exc})",
+                                       draft=fields.get("definition", ""))  # fmt: skip
+        body = {"definition": definition, "note": fields.get("note", "")}
+        status, answer = await call(request, me, "PUT", f"/api/sequences/{sequence_id}", json=body)
+        if status != 200:
+            return await sequence_page(request, me, sequence_id, status, error=error_of(answer),
+                                       draft=fields.get("definition", ""))  # fmt: skip
+        return see_other(f"/console/sequences/{sequence_id}?msg=Saved+as+version+{answer['current_version']}")
+
+    @router.post("/sequences/{sequence_id}/dry-run")
+    async def sequence_dry_run(sequence_id: str, request: Request, me: Me) -> Response:
+        """How many leads would have entered over the last days (the current definition)."""
+        fields = await form(request)
+        check_csrf(me, fields)
+        days = int(fields.get("days") or 30) if (fields.get("days") or "30").isdigit() else 30
+        status, answer = await call(request, me, "POST", f"/api/sequences/{sequence_id}/dry-run", json={"days": days})
+        if status != 200:
+            return await sequence_page(request, me, sequence_id, status, error=error_of(answer))
+        return await sequence_page(request, me, sequence_id, dry_run=answer)
 
     @router.post("/sequences/{sequence_id}/{action}")
     async def sequence_action(sequence_id: str, action: str, request: Request, me: Me) -> Response:
@@ -228,9 +272,7 @@ def content_router() -> APIRouter:
             return page("message.html", 404, me=me, title="Sequence", error=f"no action {action!r}")
         status, body = await call(request, me, "POST", f"/api/sequences/{sequence_id}/{action}")
         if status != 200:
-            found = await read(request, me, f"/api/sequences/{sequence_id}")
-            flow = await flow_of(request, me, found)
-            return page("sequence.html", status, me=me, sequence=found, flow=flow, error=error_of(body))
+            return await sequence_page(request, me, sequence_id, status, error=error_of(body))
         return see_other(f"/console/sequences/{sequence_id}?msg=Sequence+is+now+{body['status']}")
 
     return router

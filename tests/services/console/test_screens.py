@@ -269,3 +269,37 @@ async def test_sales_rejects_a_lead_on_its_page_and_a_viewer_sees_no_decision_fo
 
 async def _is(probe: Any, value: str) -> bool:
     return bool(await probe() == value)
+
+
+async def test_sequence_page_dry_run_and_edit_template_archive(settings_kwargs: dict[str, Any], tmp_path: Path) -> None:
+    async with console_stack(settings_kwargs, tmp_path) as stack, httpx.AsyncClient(timeout=60) as client:
+        base = stack.base_url
+        r = await client.post(
+            f"{base}/api/templates", json={"name": "t", "subject": "s", "html": "<p>x</p>"}, headers=stack.admin
+        )
+        template_id = r.json()["id"]
+        definition = {
+            "trigger": {"kind": "event", "event": "Signed Up"},
+            "steps": [{"id": "send", "type": "send_email", "template_id": template_id}],
+        }
+        r = await client.post(
+            f"{base}/api/sequences", json={"name": "s", "definition": definition}, headers=stack.admin
+        )
+        sequence = f"/console/sequences/{r.json()['id']}"
+        await stack.user(client, "m@example.com", "marketer")
+        await sign_in(client, base, "m@example.com")
+        page = await client.get(base + sequence)
+        csrf = csrf_of(page.text)
+        r = await client.post(f"{base}{sequence}/dry-run", data={"csrf": csrf, "days": "7"})
+        assert r.status_code == 200 and 'id="dry-run"><strong>0</strong> leads' in r.text
+        edited = {**definition, "steps": [{"id": "wait", "type": "wait", "duration": "PT1H"}, *definition["steps"]]}
+        r = await client.post(f"{base}{sequence}/edit", data={"csrf": csrf, "definition": json.dumps(edited)})
+        assert r.status_code == 303 and "version+2" in r.headers["location"]
+        page = await client.get(base + sequence)
+        assert "version 2" in page.text and "<strong>wait</strong>" in page.text
+        bad = await client.post(f"{base}{sequence}/edit", data={"csrf": csrf, "definition": '{"steps": []}'})
+        assert bad.status_code == 400 and "definition" in bad.text
+        r = await client.post(f"{base}/console/templates/{template_id}/archive", data={"csrf": csrf})
+        assert r.status_code == 303
+        listed = (await client.get(base + r.headers["location"])).text
+        assert "Template t archived" in listed and f"/console/templates/{template_id}" not in listed
