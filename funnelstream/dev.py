@@ -224,6 +224,7 @@ class Dev:
         say(f"  admin API      {base}/api/       (Authorization: Bearer <admin token>)")
         say(f"  API docs       {base}/docs")
         say(f"  dashboard      {base}/dashboard   (sign in with the admin token)")
+        say(f"  console        {base}/console     (first user: funnelstream users create --email you@example.com)")
         say(f"  health         {base}/healthz  {base}/readyz  {base}/metrics")
         say(f"  admin token    {secrets_.admin_token}")
         say(f"  write key      {secrets_.write_key}")
