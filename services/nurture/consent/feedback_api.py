@@ -25,8 +25,8 @@ import orjson
 from fastapi import APIRouter, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.ingest.api import IngestError, IngestState, StateDep, publish
-from services.ingest.webhooks import RESPONSES, WEBHOOKS, active_secrets, read_body, source_uuid
+from services.ingest.api import IngestError, IngestState, StateDep, publish, read_body
+from services.ingest.webhooks import RESPONSES, WEBHOOKS, active_secrets, source_uuid
 from services.nurture.consent.changes import apply_feedback
 from services.nurture.consent.feedback import (
     Feedback,

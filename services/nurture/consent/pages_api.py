@@ -19,8 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.ingest.api import IngestError, IngestState, StateDep, publish
-from services.ingest.webhooks import read_body
+from services.ingest.api import IngestError, IngestState, StateDep, publish, read_body
 from services.nurture.consent import pages, repository, settings_repository
 from services.nurture.consent.changes import LeadRef, lead_ref, unsubscribe
 from services.nurture.consent.links import (
