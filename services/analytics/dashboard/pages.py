@@ -108,7 +108,9 @@ def dashboard_router() -> APIRouter:
         money = await r.money(session, f)
         tables = await _tables(request, r, session, f, ["funnel", "time-in-stage", "forecast", "stalled", "trend"])
         stalled = await r.stalled(session, f, None, 1)
-        chart = {"labels": [s["stage"] for s in funnel["stages"]], "entered": [s["entered"] for s in funnel["stages"]]}
+        rows = funnel["stages"]
+        lost = [max(0, r["entered"] - n["entered"]) for r, n in zip(rows, rows[1:], strict=False)] + [0]
+        chart = {"labels": [r["stage"] for r in rows], "entered": [r["entered"] for r in rows], "lost": lost}
         days = sorted({str(row["day"]) for row in tables["trend"].rows})
         series: dict[str, dict[str, int]] = {}
         for row in tables["trend"].rows:

@@ -48,7 +48,11 @@ async def test_dashboard_login_funnel_numbers_csv_and_escaped_timeline(
             await page.wait_for_timeout(100)
         assert errors == [], "\n".join(errors)
         await page.wait_for_selector("#funnel-chart svg")
-        heights = "Array.from(document.querySelectorAll('#funnel-chart rect.bar')).map(r => +r.getAttribute('height'))"
+        bar_js = (
+            "Array.from(document.querySelectorAll('#funnel-chart .dataset-{} rect.bar'))"
+            ".map(r => +r.getAttribute('height'))"
+        )
+        heights = bar_js.format(0)
         for _ in range(100):  # the chart draws a moment after load
             bars = await page.evaluate(heights)
             if any(bars):
@@ -57,6 +61,9 @@ async def test_dashboard_login_funnel_numbers_csv_and_escaped_timeline(
         assert len(bars) == 7
         assert bars[0] > bars[1] > bars[6] > 0 == bars[2]  # visitor 5, lead 4, customer 1, mql 0
         assert abs(bars[1] / bars[0] - 0.8) < 0.01
+        drops = await page.evaluate(bar_js.format(1))
+        assert drops[0] > 0 and drops[1] > drops[0]  # 1 lost after visitor, 4 after lead (nobody reached mql)
+        assert abs(drops[0] / bars[0] - 0.2) < 0.01
         funnel = page.locator("table[data-table=funnel]")
         visitor = funnel.locator("tr", has_text="visitor").first
         assert await visitor.locator("td[data-col=entered]").inner_text() == "5"

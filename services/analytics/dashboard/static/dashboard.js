@@ -9,8 +9,11 @@
     var funnel = data("funnel-data");
     if (funnel && document.getElementById("funnel-chart")) {
       new frappe.Chart("#funnel-chart", {
-        type: "bar", height: 260, colors: ["#3b6fd8"], animate: 0,
-        data: { labels: funnel.labels, datasets: [{ name: "entered", values: funnel.entered }] },
+        type: "bar", height: 260, colors: ["#3b6fd8", "#e0603a"], animate: 0,
+        data: { labels: funnel.labels, datasets: [
+          { name: "entered", values: funnel.entered },
+          { name: "lost before the next stage", values: funnel.lost },
+        ] },
       });
     }
     var trend = data("trend-data");
