@@ -199,9 +199,18 @@ async def new_token(maker: Maker, user_id: uuid.UUID, name: str) -> tuple[ApiTok
 
 
 async def update_user(
-    maker: Maker, user_id: uuid.UUID, *, role: Role | None, name: str | None, disabled: bool | None, now: datetime
+    maker: Maker,
+    user_id: uuid.UUID,
+    *,
+    role: Role | None,
+    name: str | None,
+    disabled: bool | None,
+    now: datetime,
+    password: str | None = None,
 ) -> ConsoleUser:
-    """Change a user's role, name or disabled state; a new role or disabling signs them out everywhere."""
+    """Change a user's role, name, disabled state or password; any but a new name signs them out everywhere."""
+    if password is not None and (why := check_password(password)):
+        raise AccountError(why, "password")
     async with maker() as session, session.begin():
         user = await repository.get_user(session, user_id)
         if user is None:
@@ -213,8 +222,26 @@ async def update_user(
             user.name = name
         if disabled is not None and disabled != (user.disabled_at is not None):
             user.disabled_at, changed = (now if disabled else None), True
+        if password is not None:
+            user.password_hash, changed = hash_password(password), True
         if changed:
             await repository.end_sessions(session, user_id)
         await session.flush()
         await session.refresh(user)
         return user
+
+
+async def change_password(
+    maker: Maker, user_id: uuid.UUID, current: str | None, new: str, keep_session: str | None = None
+) -> None:
+    """Set a new password (checking `current` unless None: an admin's reset); every other session ends."""
+    if why := check_password(new):
+        raise AccountError(why, "password")
+    async with maker() as session, session.begin():
+        user = await repository.get_user(session, user_id)
+        if user is None:
+            raise AccountError(f"no user {user_id}", None, 404)
+        if current is not None and not verify_password(user.password_hash, current):
+            raise AccountError("the current password is wrong", "current")
+        user.password_hash = hash_password(new)
+        await repository.end_sessions(session, user_id, keep=digest(keep_session) if keep_session else None)

@@ -75,11 +75,12 @@ def console_api_router(settings: AdminSettings) -> APIRouter:
 
     @router.patch("/users/{user_id}", response_model=UserOut, tags=["users"])
     async def update_user(user_id: uuid.UUID, body: UserPatch, request: Request) -> UserOut:
-        """Change a user's role or name, or disable them; a new role or disabling ends their sessions."""
+        """Change a user's role or name, disable them or reset their password; all but a new name end their
+        sessions."""
         try:
             user = await accounts.update_user(
                 maker_of(request), user_id, role=body.role, name=body.name, disabled=body.disabled,
-                now=datetime.now(UTC),
+                now=datetime.now(UTC), password=body.password,
             )  # fmt: skip
         except AccountError as exc:
             raise failed(exc) from None

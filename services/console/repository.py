@@ -48,9 +48,12 @@ async def touch_login(session: AsyncSession, user_id: uuid.UUID, now: datetime) 
     await session.execute(update(ConsoleUser).where(ConsoleUser.id == user_id).values(last_login_at=now))
 
 
-async def end_sessions(session: AsyncSession, user_id: uuid.UUID) -> None:
-    """Sign a user out everywhere (role change, disabling, new password)."""
-    await session.execute(delete(ConsoleSession).where(ConsoleSession.user_id == user_id))
+async def end_sessions(session: AsyncSession, user_id: uuid.UUID, keep: str | None = None) -> None:
+    """Sign a user out everywhere (role change, disabling, new password), but for the session `keep`."""
+    query = delete(ConsoleSession).where(ConsoleSession.user_id == user_id)
+    if keep is not None:
+        query = query.where(ConsoleSession.token_hash != keep)
+    await session.execute(query)
 
 
 # -- invites --------------------------------------------------------------------------------------

@@ -26,6 +26,9 @@ class UserPatch(BaseModel):
     role: Role | None = None
     name: str | None = Field(default=None, max_length=200)
     disabled: bool | None = Field(default=None, description="true signs the user out everywhere and locks them out")
+    password: str | None = Field(
+        default=None, min_length=10, max_length=1000, description="A new password (a reset); ends the user's sessions"
+    )
 
 
 class UserOut(BaseModel):

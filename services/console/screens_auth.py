@@ -148,6 +148,29 @@ def auth_router(settings: AdminSettings) -> APIRouter:
     async def home(me: Me, msg: str | None = None) -> HTMLResponse:
         return page("home.html", me=me, msg=msg)
 
+    @router.get("/password")
+    async def password_form(me: Me) -> HTMLResponse:
+        return page("password.html", me=me)
+
+    @router.post("/password")
+    async def change_password(request: Request, me: Me) -> Response:
+        """One's own password (every role, also viewers): the current one first; other sessions end."""
+        fields = await form(request)
+        check_csrf(me, fields)
+        try:
+            if me.actor.user_id is None:
+                raise AccountError("no user", None, 400)
+            if fields.get("password", "") != fields.get("password2", ""):
+                raise AccountError("the two new passwords differ", "password")
+            await accounts.change_password(
+                maker(request), me.actor.user_id, fields.get("current", ""), fields.get("password", ""),
+                keep_session=me.session_token,
+            )  # fmt: skip
+        except AccountError as exc:
+            return page("password.html", exc.status, me=me, error=str(exc))
+        await audit(request, "password_changed", me.actor.label, me.actor.user_id, me.actor.role, 303)
+        return see_other("/console?msg=Password+changed;+other+sessions+ended")
+
     @router.get("/tokens")
     async def tokens(request: Request, me: Me, msg: str | None = None) -> HTMLResponse:
         rows = await read(request, me, "/api/me/tokens")

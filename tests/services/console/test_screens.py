@@ -303,3 +303,39 @@ async def test_sequence_page_dry_run_and_edit_template_archive(settings_kwargs: 
         assert r.status_code == 303
         listed = (await client.get(base + r.headers["location"])).text
         assert "Template t archived" in listed and f"/console/templates/{template_id}" not in listed
+
+
+async def test_a_viewer_changes_their_password_and_an_admin_resets_one(
+    settings_kwargs: dict[str, Any], tmp_path: Path
+) -> None:
+    async with console_stack(settings_kwargs, tmp_path) as stack, httpx.AsyncClient(timeout=60) as client:
+        base = stack.base_url
+        await stack.user(client, "v@example.com", "viewer")
+        async with httpx.AsyncClient() as other_browser:
+            await sign_in(other_browser, base, "v@example.com")
+            await sign_in(client, base, "v@example.com")
+            csrf = csrf_of((await client.get(f"{base}/console/password")).text)
+            wrong = {
+                "csrf": csrf,
+                "current": "not it at all",
+                "password": "new passphrase!",
+                "password2": "new passphrase!",
+            }
+            r = await client.post(f"{base}/console/password", data=wrong)
+            assert r.status_code == 400 and "current password is wrong" in r.text
+            r = await client.post(f"{base}/console/password", data={**wrong, "current": PASSWORD})
+            assert r.status_code == 303
+            assert (await client.get(f"{base}/api/me")).status_code == 200  # this browser stays signed in
+            assert (await other_browser.get(f"{base}/api/me")).status_code == 401  # the other one is out
+        async with httpx.AsyncClient() as again:
+            assert (await sign_in(again, base, "v@example.com", "new passphrase!")).status_code == 303
+        users = {u["email"]: u["id"] for u in (await client.get(f"{base}/api/users", headers=stack.admin)).json()}
+        r = await client.patch(
+            f"{base}/api/users/{users['v@example.com']}", json={"password": "reset by admin"}, headers=stack.admin
+        )
+        assert r.status_code == 200
+        assert (await client.get(f"{base}/api/me")).status_code == 401
+        entry = (await client.get(f"{base}/api/audit?path=/api/users", headers=stack.admin)).json()["entries"][0]
+        assert entry["request"] == {"password": "[redacted]"}
+        async with httpx.AsyncClient() as again:
+            assert (await sign_in(again, base, "v@example.com", "reset by admin")).status_code == 303
