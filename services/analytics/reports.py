@@ -84,9 +84,9 @@ class Reports:
                 "answered_from": "analytics_lead_stages (current stage per lead)"}  # fmt: skip
 
     async def cohorts(self, session: AsyncSession, f: Filters, by: str) -> dict[str, Any]:
-        stages, _ = await self.stages(session, f)
-        rows = service.cohort_table(await queries.cohorts(session, f, by), stages)
-        return {**self._head(f), "by": by, "stages": stages, "cohorts": rows}
+        stages, won = await self.stages(session, f)
+        rows = service.cohort_table(await queries.cohorts(session, f, by), stages, won)
+        return {**self._head(f), "by": by, "stages": stages, "won_stage": won, "cohorts": rows}
 
     async def money(self, session: AsyncSession, f: Filters) -> dict[str, Any]:
         stages, won = await self.stages(session, f)

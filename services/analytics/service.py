@@ -139,9 +139,12 @@ def forecast(
     return rows, total
 
 
-def cohort_table(rows: Sequence[tuple[Any, str, int, int]], stages: Sequence[str]) -> list[dict[str, Any]]:
-    """Per cohort: its size (leads entering the first stage), and per later stage how many reached it and
-    the share, plus the cumulative share reaching the last stage by week after entry."""
+def cohort_table(
+    rows: Sequence[tuple[Any, str, int, int]], stages: Sequence[str], won: str, weeks: int = 8
+) -> list[dict[str, Any]]:
+    """Per cohort: its size (leads entering the first stage), per later stage how many reached it and the
+    share, and `won_by_week`: the cumulative share that had reached the won stage 0, 1, … weeks after
+    entering (conversion over time)."""
     by: dict[Any, dict[str, dict[int, int]]] = defaultdict(lambda: defaultdict(dict))
     for key, stage, offset, n in rows:
         by[key][stage][offset] = by[key][stage].get(offset, 0) + n
@@ -153,5 +156,8 @@ def cohort_table(rows: Sequence[tuple[Any, str, int, int]], stages: Sequence[str
             reached = sum(per_stage.get(stage, {}).values())
             row[stage] = reached
             row[f"{stage}_share"] = ratio(reached, size)
+        won_at = per_stage.get(won, {})
+        cumulative = [sum(n for o, n in won_at.items() if o <= week) for week in range(weeks)]
+        row["won_by_week"] = [ratio(n, size) for n in cumulative]
         out.append(row)
     return out

@@ -56,8 +56,10 @@ async def forecast(r: Reports, s: AsyncSession, f: Filters, _p: dict[str, str]) 
 async def cohorts(r: Reports, s: AsyncSession, f: Filters, p: dict[str, str]) -> Table:
     by = "source" if p.get("by") == "source" else "week"
     found = await r.cohorts(s, f, by)
-    cols = ["cohort", "leads"] + [c for st in found["stages"][1:] for c in (st, f"{st}_share")]
-    return Table(f"Cohorts by {by}", cols, found["cohorts"])
+    cols = ["cohort", "leads"] + [c for st in found["stages"][1:] for c in (st, f"{st}_share")] + ["won_by_week"]
+    rows = [{**r, "won_by_week": " ".join(f"{v:.0%}" if v is not None else "-" for v in r["won_by_week"])}
+            for r in found["cohorts"]]  # fmt: skip
+    return Table(f"Cohorts by {by} ({found['won_stage']} reached by week after entry: won_by_week)", cols, rows)
 
 
 async def email_steps(r: Reports, s: AsyncSession, f: Filters, _p: dict[str, str]) -> Table:

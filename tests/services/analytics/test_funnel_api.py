@@ -70,6 +70,8 @@ async def test_funnel_money_backfill_and_stalled_alert(settings_kwargs: dict[str
         r = await client.get(f"{api}/cohorts", params={"model": "b2b"}, headers=stack.admin)
         (cohort,) = r.json()["cohorts"]
         assert (cohort["leads"], cohort["lead"], cohort["customer"]) == (5, 4, 1)
+        assert cohort["won_by_week"][0] == 0.2  # u1 became a customer in the week it entered
+        assert cohort["won_by_week"][-1] == 0.2
 
         r = await client.get(f"{api}/forecast", params={"model": "b2b"}, headers=stack.admin)
         forecast = r.json()

@@ -90,3 +90,13 @@ def test_batches_cut_anywhere_give_the_same_summaries(plan: Plan, size: int) -> 
         seen.update(infos)
         parts.append(summarize(batch, infos, stages, FUNNELS, "USD"))
     assert merged([whole]) == merged(parts)
+
+
+def test_cohort_conversion_over_time_is_cumulative_by_week_after_entry() -> None:
+    from services.analytics.service import cohort_table
+
+    week = "2026-01-05"
+    rows = [(week, "visitor", 0, 10), (week, "lead", 0, 6), (week, "customer", 0, 1), (week, "customer", 2, 3)]
+    (cohort,) = cohort_table(rows, STAGES, "customer", weeks=4)
+    assert (cohort["leads"], cohort["lead"], cohort["lead_share"], cohort["customer"]) == (10, 6, 0.6, 4)
+    assert cohort["won_by_week"] == [0.1, 0.1, 0.4, 0.4]
