@@ -41,7 +41,7 @@ async def hostile_lead(stack: Stack, client: httpx.AsyncClient) -> dict[str, Any
     async def lead() -> dict[str, Any] | None:
         r = await client.get(f"{stack.base_url}/api/leads/{USER}", headers=stack.admin)
         found: dict[str, Any] | None = r.json() if r.status_code == 200 else None
-        return found if found and found.get("email") and found.get("event_count", 2) >= 2 else None
+        return found if found and found.get("email") and len(found["recent_events"]) >= 2 else None
 
     return await eventually(lead, what="the hostile lead")
 
