@@ -34,8 +34,8 @@ Me = Annotated[Viewer, Depends(viewer)]
 
 
 def safe_next(target: str | None) -> str:
-    """Only a path of this console after sign-in: never another site (no open redirect)."""
-    if target and target.startswith("/console") and not target.startswith("//"):
+    """Only a path of the console or the dashboard after sign-in: never another site (no open redirect)."""
+    if target and target.startswith(("/console", "/dashboard")) and "//" not in target and "\\" not in target:
         return target
     return "/console"
 

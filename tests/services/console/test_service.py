@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from services.console.screens_auth import safe_next
 from services.console.service import (
     hash_password,
     invite_token,
@@ -95,3 +96,19 @@ def test_secrets_are_redacted_at_any_depth() -> None:
         "dkim_private_key": "[redacted]",
         "token": "[redacted]",
     }
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("/console/leads?stage=mql", "/console/leads?stage=mql"),
+        ("/dashboard", "/dashboard"),
+        ("//evil.example/console", "/console"),
+        ("https://evil.example/console", "/console"),
+        ("/console//evil.example", "/console"),
+        ("/console\\\\evil.example", "/console"),
+        (None, "/console"),
+    ],
+)
+def test_after_sign_in_only_the_console_or_the_dashboard(target: str | None, expected: str) -> None:
+    assert safe_next(target) == expected
