@@ -84,9 +84,14 @@ def content_router() -> APIRouter:
         problems: list[dict[str, Any]] | None = None, preview: dict[str, Any] | None = None,
         error: str | None = None, msg: str | None = None, lead: str = "",
     ) -> HTMLResponse:  # fmt: skip
+        leads: list[str] = []
+        if template is not None:  # a few recent known leads to pick from for the preview
+            code, found = await call(request, me, "GET", "/api/leads", params={"limit": 20})
+            leads = [row["user_id"] for row in found.get("leads", []) if row.get("user_id")] if code == 200 else []
         return page(
             "template.html", status, me=me, template=template, fields=fields, problems=problems or [],
             annotated=annotate(fields, problems or []), preview=preview, error=error, msg=msg, lead=lead,
+            leads=leads,
         )  # fmt: skip
 
     @router.get("/templates/new")
