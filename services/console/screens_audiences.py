@@ -80,6 +80,20 @@ def audiences_router() -> APIRouter:
             return await detail_screen(request, me, audience_id, status, fields=fields, error=error_of(answer))
         return see_other(f"/console/audiences/{audience_id}?msg=Destination+added")
 
+    @router.post("/audiences/{audience_id}/edit")
+    async def edit(audience_id: str, request: Request, me: Me) -> Response:
+        """A new definition: membership is recomputed by the API's rules."""
+        fields = await form(request)
+        check_csrf(me, fields)
+        definition, error = parse(fields.get("definition", ""), "definition")
+        if error:
+            return await detail_screen(request, me, audience_id, 400, error=error)
+        body = {"definition": definition, "description": fields.get("description")}
+        status, answer = await call(request, me, "PATCH", f"/api/audiences/{audience_id}", json=body)
+        if status != 200:
+            return await detail_screen(request, me, audience_id, status, error=error_of(answer))
+        return see_other(f"/console/audiences/{audience_id}?msg=Audience+saved")
+
     @router.post("/audiences/{audience_id}/destinations/{destination_id}/retry")
     async def retry(audience_id: str, destination_id: str, request: Request, me: Me) -> Response:
         check_csrf(me, await form(request))

@@ -51,12 +51,33 @@ def forms_router() -> APIRouter:
             return await list_screen(request, me, status, fields=fields, error=error_of(answer))
         return see_other(f"/console/forms/{answer['id']}?msg=Form+created")
 
+    async def detail_page(
+        request: Request, me: Viewer, found: dict[str, Any], status: int = 200, **extra: Any
+    ) -> HTMLResponse:
+        code, body = await call(request, me, "GET", f"/api/forms/{found['id']}/submissions", params={"limit": 50})
+        submissions = body["submissions"] if code == 200 else []
+        draft = json.dumps(found["definition"], indent=2)
+        return page("form.html", status, me=me, form=found, submissions=submissions, draft=draft, **extra)
+
     @router.get("/forms/{form_id}")
     async def detail(form_id: str, request: Request, me: Me, msg: str | None = None) -> HTMLResponse:
+        return await detail_page(request, me, await read(request, me, f"/api/forms/{form_id}"), msg=msg)
+
+    @router.post("/forms/{form_id}/edit")
+    async def edit(form_id: str, request: Request, me: Me) -> Response:
+        """Save the edited definition as the form's next version."""
+        fields = await form(request)
+        check_csrf(me, fields)
         found = await read(request, me, f"/api/forms/{form_id}")
-        status, body = await call(request, me, "GET", f"/api/forms/{form_id}/submissions", params={"limit": 50})
-        submissions = body["submissions"] if status == 200 else []
-        return page("form.html", me=me, form=found, submissions=submissions, msg=msg)
+        try:
+            definition = json.loads(fields.get("definition", ""))
+        except ValueError as exc:
+            return await detail_page(request, me, found, 400, error=f"definition: not JSON ({exc})")
+        body = {"name": found["name"], "source_id": found["source_id"], "definition": definition}
+        status, answer = await call(request, me, "PUT", f"/api/forms/{form_id}", json=body)
+        if status != 200:
+            return await detail_page(request, me, found, status, error=error_of(answer))
+        return see_other(f"/console/forms/{form_id}?msg=Saved+as+version+{answer['version']}")
 
     @router.post("/forms/{form_id}/{action}")
     async def change(form_id: str, action: str, request: Request, me: Me) -> Response:

@@ -148,6 +148,12 @@ async def test_forms_screen_creates_a_form_and_shows_its_embed_code(
         assert page.status_code == 200 and f"/forms/{form_id}.js" in page.text and 'id="embed-iframe"' in page.text
         shown = await client.get(f"{base}/forms/{form_id}")
         assert shown.status_code == 200 and "Work email" in shown.text
+        edited = {**example, "title": "The 2027 pricing guide"}
+        r = await client.post(
+            f"{base}/console/forms/{form_id}/edit", data={"csrf": csrf, "definition": json.dumps(edited)}
+        )
+        assert r.status_code == 303 and "version+2" in r.headers["location"]
+        assert "The 2027 pricing guide" in (await client.get(f"{base}/forms/{form_id}")).text
         r = await client.post(f"{base}/console/forms/{form_id}/archive", data={"csrf": csrf})
         assert r.status_code == 303
         assert (await client.get(f"{base}/forms/{form_id}")).status_code == 404
@@ -180,9 +186,15 @@ async def test_audience_screen_shows_destinations_and_keeps_credentials_out_of_t
         assert r.status_code == 303, r.text
         page = (await client.get(base + audience)).text
         assert "Meta retargeting" in page and "EAAB-secret" not in page
+        wider = {"include": [{"kind": "event", "name": "Product Viewed", "days": 30}]}
+        r = await client.post(f"{base}{audience}/edit", data={"csrf": csrf, "definition": json.dumps(wider)})
+        assert r.status_code == 303, r.text
+        api = (await client.get(f"{base}/api{audience.removeprefix('/console')}", headers=stack.admin)).json()
+        assert api["definition"]["include"][0]["days"] == 30
         entries = (await client.get(f"{base}/api/audit?path=/api/audiences", headers=stack.admin)).json()["entries"]
-        assert len(entries) == 2 and "EAAB-secret" not in json.dumps(entries)
-        assert entries[0]["request"]["credentials"]["access_token"] == "[redacted]"
+        assert len(entries) == 3 and "EAAB-secret" not in json.dumps(entries)
+        assert entries[1]["request"]["credentials"]["access_token"] == "[redacted]"
+        assert entries[0]["method"] == "PATCH" and entries[0]["before"]["definition"]["include"][0]["days"] == 7
 
 
 async def test_experiment_screen_starts_shows_results_and_decides(
