@@ -26,6 +26,8 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 READ_ONLY_POST = re.compile(r"^/api/(templates(/[^/]+)?/(validate|preview)|sequences/[^/]+/dry-run|scoring/dry-run)$")
 SALES_DECISION = re.compile(r"^/api/leads/[^/]+/stage$")
 USER_ADMIN = re.compile(r"^/api/(users|invites)(/.*)?$")
+# A dev-mailbox message may be an invitation, whose link makes an account with the invited role.
+RAW_MAIL = re.compile(r"^/api/mailbox/[^/]+$")
 OWN_TOKENS = re.compile(r"^/api/me/tokens(/[^/]+/revoke)?$")
 SECRET_KEY = re.compile(r"(password|token|secret|private_key|write_key|accept_url|api_key)", re.IGNORECASE)
 REDACTED = "[redacted]"
@@ -56,6 +58,8 @@ def refusal(role: Role, method: str, path: str) -> str | None:
     """None when `role` may make this admin API request, else why not (for the 403 answer)."""
     if USER_ADMIN.match(path) and role != "admin":
         return "only an admin manages users and invites"
+    if RAW_MAIL.match(path) and role != "admin":
+        return "only an admin reads whole messages of the dev mailbox (they may hold invitation links)"
     if not is_change(method, path) or role == "admin":
         return None
     if role == "marketer":
