@@ -60,12 +60,19 @@ class Console:
 
 @asynccontextmanager
 async def console_stack(
-    settings_kwargs: dict[str, Any], mailbox: Path, *, pipeline: bool = False, **admin_overrides: Any
+    settings_kwargs: dict[str, Any],
+    mailbox: Path,
+    *,
+    pipeline: bool = False,
+    smtp: tuple[str, int] | None = None,
+    **admin_overrides: Any,
 ) -> AsyncIterator[Console]:
+    """With `smtp` (host, port), mail goes to that SMTP server instead of the `mailbox` folder."""
     token = secrets.token_urlsafe(16)
     ingest = IngestSettings(**settings_kwargs, secret_key=SECRET, write_key_cache_seconds=0)
     admin = AdminSettings(**settings_kwargs, secret_key=SECRET, admin_token=token, **admin_overrides)
-    nurture = NurtureSettings(**settings_kwargs, secret_key=SECRET, mailbox_dir=mailbox)
+    mail: dict[str, Any] = {"smtp_host": smtp[0], "smtp_port": smtp[1]} if smtp else {"mailbox_dir": mailbox}
+    nurture = NurtureSettings(**settings_kwargs, secret_key=SECRET, **mail)
     await ensure_topics(ingest)
     engine = make_engine(ingest.database_url, pool_size=4)
     maker = make_sessionmaker(engine)

@@ -23,6 +23,7 @@ from shared.models import Lead, LeadIdentity
 from shared.settings import AdminSettings
 from tests.helpers import basic, eventually
 from tests.services.console.stack import PASSWORD, SECRET, console_stack
+from tests.smtp import SmtpSink
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 ZERO = "00000000-0000-0000-0000-000000000001"
@@ -358,3 +359,23 @@ async def test_sign_in_stops_after_ten_failures_for_an_email(settings_kwargs: di
             await client.get(f"{stack.base_url}/api/audit?kind=sign_in_failed&limit=50", headers=stack.admin)
         ).json()
         assert len(failed["entries"]) == 10 and {e["actor"] for e in failed["entries"]} == {"m@example.com"}
+
+
+async def test_invitation_goes_out_over_real_smtp_once(
+    settings_kwargs: dict[str, Any], tmp_path: Path, smtp_sink: SmtpSink
+) -> None:
+    address = smtp_sink.address("invitee")
+    smtp = (smtp_sink.host, smtp_sink.port)
+    async with console_stack(settings_kwargs, tmp_path, smtp=smtp) as stack, httpx.AsyncClient(timeout=30) as client:
+        r = await client.post(
+            f"{stack.base_url}/api/invites", json={"email": address, "role": "viewer"}, headers=stack.admin
+        )
+        assert r.status_code == 201 and r.json()["send_status"] == "sent", r.text
+        (received,) = await smtp_sink.wait_for(address)
+        message = received.message
+        assert message["Subject"] == "You are invited to FunnelStream"
+        body = message.get_body(("plain",))
+        assert body is not None and r.json()["accept_url"] in body.get_content()
+        assert list(tmp_path.glob("*.eml")) == []
+        sends = (await client.get(f"{stack.base_url}/api/sends", headers=stack.admin)).json()["sends"]
+        assert [(s["kind"], s["status"]) for s in sends] == [("transactional", "sent")]
