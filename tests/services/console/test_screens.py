@@ -16,6 +16,7 @@ from shared.db import make_engine, make_sessionmaker
 from tests.helpers import basic, eventually
 from tests.services.console.stack import PASSWORD, console_stack
 from tests.services.console.test_accounts import CSRF, sign_in
+from tests.smtp import SmtpSink
 
 
 def csrf_of(html: str) -> str:
@@ -351,3 +352,25 @@ async def test_a_viewer_changes_their_password_and_an_admin_resets_one(
         assert entry["request"] == {"password": "[redacted]"}
         async with httpx.AsyncClient() as again:
             assert (await sign_in(again, base, "v@example.com", "reset by admin")).status_code == 303
+
+
+async def test_sends_screen_resends_a_failed_email(
+    settings_kwargs: dict[str, Any], tmp_path: Path, smtp_sink: SmtpSink
+) -> None:
+    address = smtp_sink.address("flaky")
+    smtp_sink.answer_rcpt(address, "550 5.1.1 mailbox unavailable")
+    smtp = (smtp_sink.host, smtp_sink.port)
+    async with console_stack(settings_kwargs, tmp_path, smtp=smtp) as stack, httpx.AsyncClient(timeout=60) as client:
+        base = stack.base_url
+        r = await client.post(f"{base}/api/sends/test", json={"to": address}, headers=stack.admin)
+        assert r.json()["status"] == "failed", r.text
+        await stack.user(client, "m@example.com", "marketer")
+        await sign_in(client, base, "m@example.com")
+        page = await client.get(f"{base}/console/sends?status=failed")
+        assert address in page.text and "Resend" in page.text
+        r = await client.post(
+            f"{base}/console/sends/{r.json()['id']}/resend", data={"csrf": csrf_of(page.text), "back": "failed"}
+        )
+        assert r.status_code == 303 and "Resent:+sent" in r.headers["location"]
+        assert len(await smtp_sink.wait_for(address)) == 1
+        assert address in (await client.get(f"{base}/console/sends?status=sent")).text
