@@ -15,6 +15,7 @@ from services.console.screens_forms import forms_router
 from services.console.screens_ops import ops_router
 from services.console.screens_scoring import scoring_router
 from services.console.screens_sends import sends_router
+from services.console.screens_webhooks import webhooks_router
 from shared.settings import AdminSettings
 
 STATIC = Path(__file__).parent / "static"
@@ -38,4 +39,5 @@ def console_router(settings: AdminSettings) -> APIRouter:
     router.include_router(audiences_router())
     router.include_router(experiments_router())
     router.include_router(sends_router())
+    router.include_router(webhooks_router())
     return router

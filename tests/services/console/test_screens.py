@@ -8,6 +8,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 
@@ -374,3 +375,35 @@ async def test_sends_screen_resends_a_failed_email(
         assert r.status_code == 303 and "Resent:+sent" in r.headers["location"]
         assert len(await smtp_sink.wait_for(address)) == 1
         assert address in (await client.get(f"{base}/console/sends?status=sent")).text
+
+
+async def test_webhooks_screen_adds_an_endpoint_shows_its_secret_once_and_rotates_it(
+    settings_kwargs: dict[str, Any], tmp_path: Path
+) -> None:
+    async with console_stack(settings_kwargs, tmp_path) as stack, httpx.AsyncClient(timeout=60) as client:
+        base = stack.base_url
+        await stack.user(client, "m@example.com", "marketer")
+        await sign_in(client, base, "m@example.com")
+        csrf = csrf_of((await client.get(f"{base}/console/webhooks")).text)
+        form = [("csrf", csrf), ("url", "https://crm.example/hook"), ("event_types", "lead.mql"),
+                ("event_types", "lead.stage_changed")]  # fmt: skip
+        urlencoded = {"Content-Type": "application/x-www-form-urlencoded"}
+        r = await client.post(f"{base}/console/webhooks", content=urlencode(form), headers=urlencoded)
+        secret = re.search(r'id="webhook-secret">([^<]+)<', r.text)
+        assert r.status_code == 200 and secret
+        (endpoint,) = (await client.get(f"{base}/api/webhook-endpoints", headers=stack.admin)).json()
+        assert endpoint["event_types"] == ["lead.mql", "lead.stage_changed"]
+        listed = (await client.get(f"{base}/console/webhooks")).text
+        assert "https://crm.example/hook" in listed and secret.group(1) not in listed
+        r = await client.post(f"{base}/console/webhooks/{endpoint['id']}/rotate", data={"csrf": csrf})
+        rotated = re.search(r'id="webhook-secret">([^<]+)<', r.text)
+        assert rotated and rotated.group(1) != secret.group(1)
+        r = await client.post(f"{base}/console/webhooks/{endpoint['id']}/test", data={"csrf": csrf})
+        assert r.status_code == 303
+        page = await client.get(f"{base}/console/webhooks/{endpoint['id']}")
+        assert page.status_code == 200 and "ping" in page.text
+        r = await client.post(f"{base}/console/webhooks/{endpoint['id']}/stop", data={"csrf": csrf})
+        assert r.status_code == 303
+        assert not (await client.get(f"{base}/api/webhook-endpoints", headers=stack.admin)).json()[0]["active"]
+        audit = json.dumps((await client.get(f"{base}/api/audit", headers=stack.admin)).json())
+        assert secret.group(1) not in audit and rotated.group(1) not in audit
