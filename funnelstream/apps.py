@@ -19,18 +19,15 @@ from services.admin.api import admin_router
 from services.admin.scoring_api import scoring_router
 from services.admin.webhook_endpoints import webhook_endpoints_router
 from services.admin.webhook_secrets import webhook_secrets_router
-from services.commerce.api import commerce_router, recovery_router
-from services.forms.api import forms_router
-from services.forms.public import forms_public_router
 from services.analytics.api import analytics_router
 from services.analytics.dashboard.pages import dashboard_router
 from services.analytics.reports import Reports, analytics_settings_of
+from services.commerce.api import commerce_router, recovery_router
 from services.console.api import console_api_router
 from services.console.audit import AuditMiddleware
 from services.console.screens import console_router
-from services.console.api import console_api_router
-from services.console.audit import AuditMiddleware
-from services.console.screens import console_router
+from services.forms.api import forms_router
+from services.forms.public import forms_public_router
 from services.ingest.api import IngestError, IngestState, TrackingFastPath, ingest_error_handler, tracking_router
 from services.ingest.browser import TrackingCORSMiddleware, browser_router
 from services.ingest.repository import SourceCache
@@ -133,18 +130,15 @@ def create_app(
         app.include_router(webhook_endpoints_router())
         app.include_router(templates_router())
         app.include_router(sequences_router())
-        app.include_router(experiments_router())
         app.include_router(audiences_router())
+        app.include_router(experiments_router())
         app.include_router(consent_admin_router())
         app.include_router(delivery_router())
-        app.include_router(commerce_router())
-        app.include_router(forms_router())
         app.include_router(analytics_router())
         app.include_router(dashboard_router())
+        app.include_router(commerce_router())
+        app.include_router(forms_router())
         app.include_router(referrals_router())
-        app.include_router(console_api_router(admin))
-        app.include_router(console_router(admin))
-        app.add_middleware(AuditMiddleware)  # every change through /api, by whom (services/console/audit.py)
         app.include_router(console_api_router(admin))
         app.include_router(console_router(admin))
         app.add_middleware(AuditMiddleware)  # every change through /api, by whom (services/console/audit.py)

@@ -94,8 +94,8 @@ def scoring_handler(settings: Settings) -> ScoringHandler:
     return ScoringHandler(Topics(settings.topic_prefix))
 
 
-def nurture_handler(_settings: Settings) -> NurtureHandler:
-    return NurtureHandler()
+def nurture_handler(settings: Settings) -> NurtureHandler:
+    return NurtureHandler(topics=Topics(settings.topic_prefix))
 
 
 def analytics_handler(settings: Settings) -> AnalyticsHandler:
@@ -140,13 +140,13 @@ def background_tasks(
         return [
             asyncio.create_task(scheduler_loop(scheduler, settings.scheduler_poll_seconds), name="scheduler"),
             asyncio.create_task(sweeper_loop(settings, sessionmaker), name="send-sweeper"),
-            asyncio.create_task(experiment_loop(sessionmaker, settings.experiment_check_seconds), name="experiments"),
+            asyncio.create_task(refresh_loop(sessionmaker, settings.audience_refresh_seconds), name="audiences"),
+            asyncio.create_task(sync_loop(settings, sessionmaker), name="audience-sync"),
             asyncio.create_task(
                 reminder_loop(make_reminder_sender(settings, sessionmaker), settings.cart_reminder_poll_seconds),
                 name="cart-reminders",
             ),
-            asyncio.create_task(refresh_loop(sessionmaker, settings.audience_refresh_seconds), name="audiences"),
-            asyncio.create_task(sync_loop(settings, sessionmaker), name="audience-sync"),
+            asyncio.create_task(experiment_loop(sessionmaker, settings.experiment_check_seconds), name="experiments"),
         ]
     if name == "analytics" and isinstance(settings, AnalyticsSettings):
         return [asyncio.create_task(stalled_alert_loop(settings, sessionmaker), name="stalled-alert")]

@@ -122,18 +122,6 @@ class AdminSettings(PredictiveSettings):
         pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
         description="Public URL of the admin API and console, for invite links; default: the URL of the request",
     )
-    # -- marketer console (services/console)
-    console_session_hours: float = Field(
-        default=12, gt=0, le=24 * 90, description="A console sign-in lasts this long, then asks for the password"
-    )
-    console_invite_hours: float = Field(
-        default=72, gt=0, le=24 * 90, description="An invite link works once, for this many hours"
-    )
-    console_base_url: str | None = Field(
-        default=None,
-        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
-        description="Public URL of the admin API and console, for invite links; default: the URL of the request",
-    )
 
 
 class ScoringSettings(PredictiveSettings):
@@ -217,15 +205,15 @@ class NurtureSettings(Settings):
     )
     scheduler_poll_seconds: float = Field(default=0.25, gt=0, le=60, description="How often due steps are looked for")
     scheduler_batch: int = Field(default=500, ge=1, le=10_000, description="Due steps taken per scheduler round")
-    # -- experiments (services/nurture/experiments)
-    experiment_check_seconds: float = Field(
-        default=60, gt=0, le=86_400, description="How often running auto-winner experiments are evaluated"
-    )
     # -- cart reminders (services/commerce; per-shop schedules, templates and incentives via /api/commerce)
     cart_reminder_poll_seconds: float = Field(
         default=1.0, gt=0, le=60, description="How often carts with a due reminder are looked for"
     )
     cart_reminder_batch: int = Field(default=200, ge=1, le=10_000, description="Due carts taken per reminder round")
+    # -- experiments (services/nurture/experiments)
+    experiment_check_seconds: float = Field(
+        default=60, gt=0, le=86_400, description="How often running auto-winner experiments are evaluated"
+    )
     # -- retargeting audiences (services/nurture/audiences)
     audience_sync_seconds: float = Field(
         default=10, gt=0, le=60, description="How often membership changes are pushed to destinations"
