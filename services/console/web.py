@@ -11,6 +11,7 @@ import json
 import secrets
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote
@@ -31,6 +32,19 @@ MAX_FORM = 512 * 1024
 
 env = Environment(loader=FileSystemLoader(PAGES), autoescape=select_autoescape(default=True), undefined=StrictUndefined)
 env.filters["pretty"] = lambda value: json.dumps(value, indent=2, sort_keys=True, default=str)
+
+
+def when(value: Any) -> str:
+    """An API timestamp as "2026-11-23 19:18:04 UTC"; anything else as it is, nothing for None."""
+    if value is None:
+        return ""
+    try:
+        return datetime.fromisoformat(str(value)).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except ValueError:
+        return str(value)
+
+
+env.filters["when"] = when
 
 
 @dataclass(frozen=True)
