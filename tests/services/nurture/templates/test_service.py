@@ -244,6 +244,7 @@ def test_sample_context_has_every_documented_variable() -> None:
         "grade",
         "stage",
         "stages",
+        "referral_code",
     }
 
 
