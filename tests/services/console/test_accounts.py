@@ -379,3 +379,15 @@ async def test_invitation_goes_out_over_real_smtp_once(
         assert list(tmp_path.glob("*.eml")) == []
         sends = (await client.get(f"{stack.base_url}/api/sends", headers=stack.admin)).json()["sends"]
         assert [(s["kind"], s["status"]) for s in sends] == [("transactional", "sent")]
+
+
+async def test_a_console_session_of_any_role_opens_the_dashboard(
+    settings_kwargs: dict[str, Any], tmp_path: Path
+) -> None:
+    async with console_stack(settings_kwargs, tmp_path) as stack, httpx.AsyncClient(timeout=30) as client:
+        r = await client.get(f"{stack.base_url}/dashboard", follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/dashboard/login"
+        await stack.user(client, "viewer@example.com", "viewer")
+        assert (await sign_in(client, stack.base_url, "viewer@example.com")).status_code in (200, 303)
+        r = await client.get(f"{stack.base_url}/dashboard", follow_redirects=False)
+        assert r.status_code == 200 and "FunnelStream" in r.text
