@@ -38,6 +38,13 @@ NOT_BENCHMARKS = {"report"}
 Row = tuple[str, str | None, str | None, str | None]
 COMPUTED = "measured/baseline"
 FIGURES: dict[str, list[Row]] = {
+    "analytics": [
+        ("funnel report p50 ms vs raw stage_history scan", "queries.funnel.p50_ms",
+         "queries.raw_history_funnel.p50_ms", "ratios.funnel_p50_to_raw_history_scan"),
+        ("funnel report p95 ms", "queries.funnel.p95_ms", None, None),
+        ("cohorts report p95 ms", "queries.cohorts.p95_ms", None, None),
+        ("backfill, leads/s", "backfill.leads_per_second", None, None),
+    ],
     "consume": [
         ("scoring consumer, events/s (start → drained)", "measured.events_per_s", "baseline.events_per_s", "ratio"),
         ("scoring consumer, events/s (steady)", "measured.steady_events_per_s", "baseline.steady_events_per_s",
