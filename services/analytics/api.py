@@ -88,7 +88,7 @@ def analytics_router() -> APIRouter:
         f: FiltersDep,
         r: ReportsDep,
         session: SessionDep,
-        days: Annotated[float | None, Query(gt=0, description="Stalled after; default the setting")] = None,
+        days: Annotated[float | None, Query(gt=0, le=36_500, description="Stalled after; default the setting")] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> dict[str, Any]:
         """Leads in one stage longer than `days`: the count and the longest-stalled first."""

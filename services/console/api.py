@@ -175,7 +175,7 @@ def console_api_router(settings: AdminSettings) -> APIRouter:
         ] = None,
         kind: Annotated[str | None, Query(max_length=40, description="change, sales_decision, sign_in, ...")] = None,
         path: Annotated[str | None, Query(max_length=500, description="Only paths starting with this")] = None,
-        before_id: Annotated[int | None, Query(description="`next` of the previous page")] = None,
+        before_id: Annotated[int | None, Query(ge=1, le=2**63 - 1, description="`next` of the previous page")] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
     ) -> AuditList:
         """The audit log, newest first: every change through the API or console and every sales decision,
