@@ -83,6 +83,8 @@ class LeadScoreChanged(EventModel):
     previous_score: Decimal | None = None
     previous_grade: str | None = None
     stages: dict[str, str] = Field(default_factory=dict)
+    predictions: dict[str, float] = Field(default_factory=dict, description="Funnel model -> predicted probability")
+    previous_predictions: dict[str, float] = Field(default_factory=dict)
     rule_set_version: int
     cause_event_id: uuid.UUID | None = None
     occurred_at: datetime = Field(description="Event time of the change")

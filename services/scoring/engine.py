@@ -158,7 +158,7 @@ class LeadState:
             alerts=doc.get("alerts", []),
             blocked=doc.get("blocked", {}),
             grade=grade,
-            predictions=doc.get("predictions", {}),
+            predictions=dict(doc.get("predictions", {})),  # a copy: the row keeps what was stored
         )
 
 

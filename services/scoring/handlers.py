@@ -34,7 +34,7 @@ from services.predictive.features import LONGEST, extract
 from services.predictive.serving import ActiveModels, predict_batch
 from services.scoring import accounts, repository
 from services.scoring.engine import Effects, LeadState, Scorer, score_of
-from services.scoring.replay import activity_of, rebuild, score_changed, state_of, write_of
+from services.scoring.replay import activity_of, predictions_of, rebuild, score_changed, state_of, write_of
 from services.scoring.repository import HistoryRow, LeadRow, LedgerRow
 from services.scoring.rulebook import ActiveRules
 from services.scoring.service import EventPlan, Identity, fold_direction, plan_batch
@@ -354,8 +354,11 @@ class ScoringHandler:
             for alert in fx.alerts:
                 payload = _lead_payload(scorer, lead, state, alert.at) | {"alert": alert.rule_id}
                 hooks.append(("lead.attention", payload, _change_id("alert", lead, alert.rule_id, alert.at, None)))
-            at = state.as_of or state.checked_at
-            if at is not None and (write.score != row.score or write.grade != row.grade or lead in work.rebuilt):
+            predicted = state.predictions != predictions_of(row)
+            # A lead that only identified has no scoring time yet; a new prediction is still news.
+            at = state.as_of or state.checked_at or (work.seen.get(lead) if predicted else None)
+            moved = write.score != row.score or write.grade != row.grade or predicted
+            if at is not None and (moved or lead in work.rebuilt):
                 scored = score_changed(row, write, state, _change_id("score", lead, cause or at), cause, at)
                 out.append(Outgoing(self._out.lead_changes, lead.bytes, scored.to_bytes()))
         for lead, event in work.activities:

@@ -104,6 +104,12 @@ def write_of(scorer: Scorer, lead: LeadRow, state: LeadState, seen: datetime | N
     )
 
 
+def predictions_of(row: LeadRow) -> dict[str, float]:
+    """The predictions stored with the lead row (before this batch)."""
+    stored = (row.score_state or {}).get("predictions") or {}
+    return {str(model): float(p) for model, p in stored.items()}
+
+
 def score_changed(
     row: LeadRow, write: LeadWrite, state: LeadState, event_id: uuid.UUID, cause: uuid.UUID | None, at: datetime
 ) -> LeadScoreChanged:
@@ -120,6 +126,8 @@ def score_changed(
         previous_score=row.score,
         previous_grade=row.grade,
         stages=write.stages,
+        predictions=dict(state.predictions),
+        previous_predictions=predictions_of(row),
         rule_set_version=write.rule_set_version,
         cause_event_id=cause,
         occurred_at=at,

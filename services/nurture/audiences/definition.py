@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 # Score, fit, engagement, grade and trait tests are scoring's stage criteria, in the same language.
-from services.scoring.rules import Condition, GradeCriterion, ScoreCriterion, TraitCriterion
+from services.scoring.rules import Condition, GradeCriterion, PredictionCriterion, ScoreCriterion, TraitCriterion
 
 # Track events that mean a purchase (Segment e-commerce spec; Shopify orders map to them).
 ORDER_EVENTS = ("Order Completed", "Order Paid")
@@ -68,6 +68,7 @@ AudienceCondition = Annotated[
     | ScoreCriterion
     | GradeCriterion
     | TraitCriterion
+    | PredictionCriterion
     | IsCustomer
     | IsUnsubscribed,
     Field(discriminator="kind"),

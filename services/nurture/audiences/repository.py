@@ -56,7 +56,8 @@ async def lead_facts(
     leads = (
         await session.execute(
             text(
-                "SELECT lead_id, email, stage, stages, score, fit, engagement, grade, traits FROM leads "
+                "SELECT lead_id, email, stage, stages, score, fit, engagement, grade, traits, "
+                "score_state -> 'predictions' AS predictions FROM leads "
                 "WHERE lead_id = ANY(CAST(:ids AS uuid[])) AND merged_into IS NULL"
             ),
             params,
@@ -102,6 +103,7 @@ async def lead_facts(
                 CartFact(r.status, r.item_count, total, r.started_at, r.last_activity_at)
             )
     unsubscribed = await unsubscribed_leads(session, ids)
+    primary = await session.scalar(text("SELECT rules ->> 'primary_model' FROM rule_sets WHERE status = 'active'"))
     return {
         r.lead_id: LeadFacts(
             lead_id=r.lead_id,
@@ -117,6 +119,8 @@ async def lead_facts(
             carts=tuple(carts.get(r.lead_id, ())),
             last_order_at=orders.get(r.lead_id),
             unsubscribed=r.lead_id in unsubscribed,
+            predictions={m: float(p) for m, p in (r.predictions or {}).items()},
+            primary_model=primary,
         )  # fmt: skip
         for r in leads
     }

@@ -18,7 +18,7 @@ from services.nurture.audiences.definition import (
     StageIn,
 )
 from services.scoring.conditions import holds
-from services.scoring.rules import GradeCriterion, ScoreCriterion, TraitCriterion
+from services.scoring.rules import GradeCriterion, PredictionCriterion, ScoreCriterion, TraitCriterion
 
 OPEN_CART = ("open", "checkout")
 
@@ -56,6 +56,8 @@ class LeadFacts:
     carts: tuple[CartFact, ...] = ()
     last_order_at: datetime | None = None
     unsubscribed: bool = False
+    predictions: Mapping[str, float] = field(default_factory=dict)  # funnel model -> predicted probability
+    primary_model: str | None = None  # of the active rules: a prediction condition without `model` reads it
 
     @property
     def customer(self) -> bool:
@@ -107,6 +109,14 @@ def condition_holds(condition: AudienceCondition, facts: LeadFacts, now: datetim
         return facts.grade in condition.in_
     if isinstance(condition, TraitCriterion):
         return holds(condition.condition, {"traits": dict(facts.traits), "email": facts.email})
+    if isinstance(condition, PredictionCriterion):
+        model = condition.model or facts.primary_model
+        p = facts.predictions.get(model) if model else None
+        return (
+            p is not None
+            and (condition.gte is None or p >= condition.gte)
+            and (condition.lt is None or p < condition.lt)
+        )
     if isinstance(condition, IsCustomer):
         return facts.customer
     if isinstance(condition, IsUnsubscribed):

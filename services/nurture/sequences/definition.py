@@ -54,8 +54,17 @@ class AudienceTrigger(_Strict):
     audience: str
 
 
+class PredictionTrigger(_Strict):
+    """The lead's predicted probability for a funnel model rises to or above `gte` (see Predictive scoring)."""
+
+    kind: Literal["prediction_crossed"]
+    model: str = "b2b"
+    gte: float = Field(ge=0, le=1)
+
+
 Trigger = Annotated[
-    EventTrigger | StageTrigger | ScoreTrigger | GradeTrigger | AudienceTrigger, Field(discriminator="kind")
+    EventTrigger | StageTrigger | ScoreTrigger | GradeTrigger | AudienceTrigger | PredictionTrigger,
+    Field(discriminator="kind"),
 ]
 
 

@@ -223,6 +223,8 @@ async def dry_run(
         )
         params = {"a": trigger.audience, "since": since}
         note = "from audience memberships"
+    elif trigger.kind == "prediction_crossed":
+        return 0, [], "prediction history is not kept (only each lead's latest), so it cannot be dry-run"
     else:
         return 0, [], "grade history is not kept, so a grade trigger cannot be dry-run"
     rows = await session.execute(text(sql), params)

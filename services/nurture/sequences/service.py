@@ -63,6 +63,11 @@ def triggered(trigger: Trigger, message: LeadChange) -> bool:
             and message.grade in trigger.in_
             and message.previous_grade not in trigger.in_
         )
+    if trigger.kind == "prediction_crossed":
+        if not isinstance(message, LeadScoreChanged) or trigger.model not in message.predictions:
+            return False
+        before = message.previous_predictions.get(trigger.model, float("-inf"))
+        return before < trigger.gte <= message.predictions[trigger.model]
     return False  # audience_joined: enrolled by the step that adds the lead to the audience
 
 

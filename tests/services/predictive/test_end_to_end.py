@@ -44,8 +44,16 @@ async def prepare(database_url: str) -> None:
 
 async def test_train_activate_predict_move_a_stage_and_roll_back(settings_kwargs: dict[str, Any]) -> None:
     await prepare(settings_kwargs["database_url"])
-    async with running_stack(settings_kwargs, consumers=("scoring",)) as stack, httpx.AsyncClient(timeout=60) as c:
+    async with running_stack(settings_kwargs) as stack, httpx.AsyncClient(timeout=60) as c:
         api = f"{stack.base_url}/api"
+        # A sequence for leads the model comes to find likely (the trigger reads lead.score_changed).
+        sequence = {"name": "likely-buyers", "definition": {
+            "trigger": {"kind": "prediction_crossed", "model": "b2b", "gte": THRESHOLD},
+            "steps": [{"id": "later", "type": "wait", "duration": "P1D"}]}}  # fmt: skip
+        created = await c.post(f"{api}/sequences", json=sequence, headers=stack.admin)
+        assert created.status_code == 201, created.text
+        activated = await c.post(f"{api}/sequences/{created.json()['id']}/activate", headers=stack.admin)
+        assert activated.json()["status"] == "active"
         first = await c.post(f"{api}/predictive/train", json={"min_positives": 30}, headers=stack.admin)
         assert first.status_code == 201, first.text
         run = first.json()
@@ -90,6 +98,14 @@ async def test_train_activate_predict_move_a_stage_and_roll_back(settings_kwargs
 
         assert await eventually(lambda: _is(stage("hot"), "likely"), what="hot lead in stage likely")
         assert await stage("cold") == "lead"
+
+        async def enrolled(user: str) -> list[Any] | None:
+            got = await c.get(f"{api}/leads/{user}/enrollments", headers=stack.admin)
+            return (got.json() or None) if got.status_code == 200 else None
+
+        [enrollment] = await eventually(lambda: enrolled("hot"), what="the hot lead enrolled by its prediction")
+        assert enrollment["status"] == "active"
+        assert await enrolled("cold") is None
         detail = (await c.get(f"{api}/leads/hot", headers=stack.admin)).json()
         assert [h["to"] for h in detail["stage_history"] if h["model"] == "b2b"][-1] == "likely"
         assert detail["predictions"][0]["probability"] >= THRESHOLD and detail["predictions"][0]["top_features"]

@@ -50,3 +50,28 @@ def test_a_sequence_branch_tests_the_prediction() -> None:
     assert not branch_holds(branch, lead, lambda _: False)
     assert branch_holds(branch, LeadView(uuid.uuid4(), "u", None, None, predictions={"b2b": 0.8}), lambda _: False)
     assert not branch_holds(branch, LeadView(uuid.uuid4(), "u", None, None, predictions={"b2b": 0.3}), lambda _: False)
+
+
+def test_a_sequence_trigger_fires_when_the_prediction_crosses_upward() -> None:
+    from decimal import Decimal
+
+    from services.nurture.sequences.definition import Definition
+    from services.nurture.sequences.service import triggered
+    from shared.events import LeadScoreChanged
+
+    definition = Definition.model_validate({
+        "trigger": {"kind": "prediction_crossed", "model": "b2b", "gte": 0.6},
+        "steps": [{"id": "w", "type": "wait", "duration": "PT1H"}],
+    })  # fmt: skip
+
+    def change(before: dict[str, float], after: dict[str, float]) -> LeadScoreChanged:
+        return LeadScoreChanged(
+            event_id=uuid.uuid4(), lead_id=uuid.uuid4(), score=Decimal(1), fit=Decimal(0), engagement=Decimal(1),
+            grade="D4", rule_set_version=1, occurred_at=AT, predictions=after, previous_predictions=before,
+        )  # fmt: skip
+
+    assert triggered(definition.trigger, change({}, {"b2b": 0.7}))
+    assert triggered(definition.trigger, change({"b2b": 0.5}, {"b2b": 0.6}))
+    assert not triggered(definition.trigger, change({"b2b": 0.7}, {"b2b": 0.8}))  # already above: no new crossing
+    assert not triggered(definition.trigger, change({"b2b": 0.7}, {"b2b": 0.5}))
+    assert not triggered(definition.trigger, change({}, {"ecommerce": 0.9}))

@@ -195,3 +195,13 @@ def test_csv_export_lines_skip_members_without_identifiers() -> None:
     assert meta == ["email,phone", f"{sha('a@b.example')},{sha('16502531234')}", f",{sha('442079460958')}"]
     google = "".join(csv_lines("google", members)).splitlines()
     assert google[0] == "Email,Phone" and google[2] == f",{sha('+442079460958')}"
+
+
+@given(st.floats(min_value=0, max_value=1, allow_nan=False))
+def test_prediction_condition_reads_the_named_or_primary_models_probability(p: float) -> None:
+    likely = definition(include=[{"kind": "prediction", "gte": 0.6}], exclude_customers=False)
+    named = definition(include=[{"kind": "prediction", "model": "ecommerce", "lt": 0.3}], exclude_customers=False)
+    facts = LeadFacts(LEAD, predictions={"b2b": p, "ecommerce": p}, primary_model="b2b")
+    assert is_member(likely, facts, NOW) == (p >= 0.6)
+    assert is_member(named, facts, NOW) == (p < 0.3)
+    assert not is_member(likely, LeadFacts(LEAD, primary_model="b2b"), NOW)  # no prediction: not a member
