@@ -12,7 +12,6 @@ turned its exemption off.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -37,6 +36,7 @@ from services.nurture.delivery.mailer import Mailer, make_mailer
 from services.nurture.delivery.service import send_many
 from services.nurture.sequences import repository as sequences
 from services.nurture.sequences.messaging import SequenceMessenger
+from services.nurture.sequences.scheduler import scheduler_loop
 from services.nurture.sequences.service import LeadView
 from services.nurture.sequences.timing import SendPolicy, next_send_time, zone
 from services.nurture.templates import repository as templates
@@ -205,16 +205,8 @@ class ReminderSender:
 
 
 async def reminder_loop(sender: ReminderSender, poll_seconds: float = 1.0) -> None:
-    """Run reminder rounds until cancelled; a round that found work is followed at once by the next."""
-    while True:
-        try:
-            handled = await sender.run_due()
-        except Exception:
-            log.exception("cart reminder round failed; retrying")
-            handled = 0
-            await asyncio.sleep(poll_seconds * 4)
-        if not handled:
-            await asyncio.sleep(poll_seconds)
+    """Run reminder rounds until cancelled, as the sequence scheduler runs its steps."""
+    await scheduler_loop(sender, poll_seconds, "cart reminder")
 
 
 def make_reminder_sender(settings: NurtureSettings, sessionmaker: async_sessionmaker[AsyncSession]) -> ReminderSender:

@@ -284,13 +284,19 @@ class Scheduler:
                     )
 
 
-async def scheduler_loop(scheduler: Scheduler, poll_seconds: float = 0.25) -> None:
-    """Run due steps until cancelled; a round that finds work is followed at once by the next."""
+class DueWork(Protocol):
+    """A runner of durable due rows (sequence steps, cart reminders): one round, how many it handled."""
+
+    async def run_due(self) -> int: ...
+
+
+async def scheduler_loop(scheduler: DueWork, poll_seconds: float = 0.25, what: str = "scheduler") -> None:
+    """Run due rounds until cancelled; a round that finds work is followed at once by the next."""
     while True:
         try:
             handled = await scheduler.run_due()
         except Exception:
-            log.exception("scheduler round failed; retrying")
+            log.exception("%s round failed; retrying", what)
             handled = 0
             await asyncio.sleep(poll_seconds * 4)
         if not handled:
